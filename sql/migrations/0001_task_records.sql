@@ -1,0 +1,53 @@
+-- What Procrastinate does not keep about a job: when it was created, started and
+-- finished, and its result or error. One row per procrastinate_jobs row, created
+-- by a trigger so that jobs deferred from the procrastinate CLI or plain SQL get
+-- one too, and removed with the job.
+CREATE TABLE taskservice.task_records (
+    job_id      bigint PRIMARY KEY
+                REFERENCES public.procrastinate_jobs (id) ON DELETE CASCADE,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    started_at  timestamptz,
+    finished_at timestamptz,
+    result      jsonb,
+    error       jsonb
+);
+
+CREATE INDEX task_records_created_at_idx ON taskservice.task_records (created_at);
+
+-- Statement-level, so a batch defer of N jobs costs one insert, not N.
+CREATE FUNCTION taskservice.record_new_jobs() RETURNS trigger
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    INSERT INTO taskservice.task_records (job_id)
+    SELECT id FROM new_jobs
+    ON CONFLICT (job_id) DO NOTHING;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER taskservice_record_new_jobs
+    AFTER INSERT ON public.procrastinate_jobs
+    REFERENCING NEW TABLE AS new_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION taskservice.record_new_jobs();
+
+-- The one place where Procrastinate's statuses become the service's.
+CREATE TABLE taskservice.status_names (
+    procrastinate_status public.procrastinate_job_status PRIMARY KEY,
+    status               text NOT NULL
+);
+
+INSERT INTO taskservice.status_names (procrastinate_status, status) VALUES
+    ('todo', 'pending'),
+    ('doing', 'in_progress'),
+    ('aborting', 'in_progress'),
+    ('succeeded', 'completed'),
+    ('failed', 'failed'),
+    ('cancelled', 'cancelled'),
+    ('aborted', 'cancelled');
+
+-- Listing is newest first (id DESC) under optional filters on status, type and
+-- queue: each gets an index that serves that order.
+CREATE INDEX taskservice_jobs_status_id_idx ON public.procrastinate_jobs (status, id);
+CREATE INDEX taskservice_jobs_task_name_id_idx ON public.procrastinate_jobs (task_name, id);
+CREATE INDEX taskservice_jobs_queue_name_id_idx ON public.procrastinate_jobs (queue_name, id);

@@ -1,0 +1,28 @@
+-- The stable read surface for the API and for analysts: (re)created by
+-- `taskservice migrate` on every run, so it always matches the code.
+
+-- One row per task, with the service's status names. `params` hides the
+-- service's own `_options` key (per-submission settings read by the worker).
+CREATE OR REPLACE VIEW taskservice.tasks AS
+SELECT
+    j.id,
+    j.task_name AS type,
+    j.args - '_options' AS params,
+    s.status,
+    j.priority,
+    j.queue_name AS queue,
+    j.attempts,
+    (j.args -> '_options' ->> 'max_attempts')::int AS max_attempts,
+    j.abort_requested,
+    r.created_at,
+    j.scheduled_at,
+    r.started_at,
+    r.finished_at,
+    r.result,
+    r.error
+FROM public.procrastinate_jobs AS j
+JOIN taskservice.status_names AS s ON s.procrastinate_status = j.status
+LEFT JOIN taskservice.task_records AS r ON r.job_id = j.id;
+
+COMMENT ON VIEW taskservice.tasks IS
+    'One row per task with the service''s status names (pending, in_progress, completed, failed, cancelled).';

@@ -1,0 +1,1 @@
+"""taskservice: background tasks over REST, with PostgreSQL (via Procrastinate) as the queue."""

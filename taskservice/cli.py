@@ -1,0 +1,116 @@
+"""The `taskservice` command: up, api, worker and migrate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from taskservice.api import create_app
+from taskservice.database import resolve_database_url
+from taskservice.errors import TaskServiceError
+from taskservice.migrate import migrate
+from taskservice.registry import load_registry
+from taskservice.settings import Settings
+from taskservice.worker import run_worker
+
+logger = logging.getLogger("taskservice")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="taskservice",
+        description="Background tasks over REST, queued in PostgreSQL. "
+        "Configuration comes from DATABASE_URL and TASKSERVICE_* variables; "
+        "the flags below override them.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add_api_flags(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--host", help="address to listen on (TASKSERVICE_HOST)")
+        command.add_argument("--port", type=int, help="port to listen on (TASKSERVICE_PORT)")
+
+    def add_worker_flags(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--concurrency", type=int, help="jobs run at once (TASKSERVICE_CONCURRENCY)"
+        )
+
+    up = commands.add_parser("up", help="run the API and a worker in one process")
+    add_api_flags(up)
+    add_worker_flags(up)
+    api = commands.add_parser("api", help="run the HTTP API only")
+    add_api_flags(api)
+    worker = commands.add_parser("worker", help="run a worker only")
+    add_worker_flags(worker)
+    worker.add_argument(
+        "--queue",
+        action="append",
+        dest="queues",
+        help="a queue to serve; repeat for several (default: all) (TASKSERVICE_QUEUES)",
+    )
+    commands.add_parser("migrate", help="create or update the database schema, then exit")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        key: value
+        for key in ("host", "port", "concurrency", "queues")
+        if (value := getattr(args, key, None)) is not None
+    }
+    return Settings.model_validate({**Settings().model_dump(), **overrides})
+
+
+async def _up(settings: Settings) -> None:
+    registry = load_registry(settings.task_modules)
+    await migrate(settings.database_url or "")
+    app = create_app(settings.model_copy(update={"migrate_on_start": False}), registry=registry)
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port))
+    worker = asyncio.create_task(run_worker(settings, registry, install_signal_handlers=False))
+    try:
+        await server.serve()
+    finally:
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+
+
+async def _worker(settings: Settings) -> None:
+    registry = load_registry(settings.task_modules)
+    if settings.migrate_on_start:
+        await migrate(settings.database_url or "")
+    await run_worker(settings, registry)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `taskservice` console script."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = resolve_database_url(_settings(args))
+        assert settings.database_url is not None
+        if args.command == "migrate":
+            applied = asyncio.run(migrate(settings.database_url))
+            print("applied: " + ", ".join(applied) if applied else "schema already current")
+        elif args.command == "api":
+            uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+        elif args.command == "worker":
+            asyncio.run(_worker(settings))
+        else:
+            asyncio.run(_up(settings))
+    except TaskServiceError as exc:
+        print(f"taskservice: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ConnectionError) as exc:
+        print(f"taskservice: cannot reach the database: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -1,0 +1,38 @@
+"""The service's exceptions: one root, one subclass per thing that can go wrong."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TaskServiceError(Exception):
+    """Root of every error the service raises on purpose."""
+
+
+class ConfigurationError(TaskServiceError):
+    """The deployment is set up wrongly (bad setting, missing module)."""
+
+
+class TaskNotFound(TaskServiceError):
+    def __init__(self, task_id: int) -> None:
+        super().__init__(f"no task with id {task_id}")
+        self.task_id = task_id
+
+
+class TaskAlreadyFinished(TaskServiceError):
+    def __init__(self, task_id: int, status: str) -> None:
+        super().__init__(
+            f"task {task_id} is already {status}; only pending or running tasks can be cancelled"
+        )
+        self.task_id = task_id
+        self.status = status
+
+
+class InvalidTaskRequest(TaskServiceError):
+    """A submission that names an unknown type or carries bad params.
+
+    `errors` follows FastAPI's validation format: dicts with loc, msg and type."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__("; ".join(str(error["msg"]) for error in errors))
+        self.errors = errors

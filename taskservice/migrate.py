@@ -1,0 +1,85 @@
+"""`taskservice migrate`: Procrastinate's schema, then the service's migrations and views."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import asyncpg
+from procrastinate.schema import SchemaManager
+
+from taskservice.queries import sql_dir
+
+logger = logging.getLogger(__name__)
+
+# Any constant works, as long as nothing else takes it: it makes concurrent
+# `migrate` runs (several replicas starting together) queue up one by one.
+_ADVISORY_LOCK_KEY = 0x7461736B73657276  # "taskserv"
+
+PROCRASTINATE_SCHEMA = "procrastinate-3.10"
+
+_BOOTSTRAP = """
+CREATE SCHEMA IF NOT EXISTS taskservice;
+CREATE TABLE IF NOT EXISTS taskservice.schema_migrations (
+    name       text PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+def migration_names() -> list[str]:
+    """Every migration the code expects, in the order they apply."""
+    return [PROCRASTINATE_SCHEMA, *(p.stem for p in _migration_files())]
+
+
+def _migration_files() -> list[Path]:
+    return sorted((sql_dir() / "migrations").glob("*.sql"))
+
+
+async def migrate(database_url: str) -> list[str]:
+    """Bring the database to the current schema; return the names of what was applied.
+
+    Safe to run on every start and from several processes at once."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", _ADVISORY_LOCK_KEY)
+        try:
+            return await _migrate_locked(conn)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _ADVISORY_LOCK_KEY)
+    finally:
+        await conn.close()
+
+
+async def _migrate_locked(conn: asyncpg.Connection) -> list[str]:
+    await conn.execute(_BOOTSTRAP)
+    done = {
+        row["name"] for row in await conn.fetch("SELECT name FROM taskservice.schema_migrations")
+    }
+    applied: list[str] = []
+
+    if PROCRASTINATE_SCHEMA not in done:
+        async with conn.transaction():
+            # An existing Procrastinate install is adopted as it is.
+            if await conn.fetchval("SELECT to_regclass('public.procrastinate_jobs')") is None:
+                await conn.execute(SchemaManager.get_schema())
+            await _record(conn, PROCRASTINATE_SCHEMA)
+        applied.append(PROCRASTINATE_SCHEMA)
+
+    for path in _migration_files():
+        if path.stem in done:
+            continue
+        async with conn.transaction():
+            await conn.execute(path.read_text(encoding="utf-8"))
+            await _record(conn, path.stem)
+        applied.append(path.stem)
+
+    async with conn.transaction():
+        await conn.execute((sql_dir() / "views.sql").read_text(encoding="utf-8"))
+    for name in applied:
+        logger.info("applied migration %s", name)
+    return applied
+
+
+async def _record(conn: asyncpg.Connection, name: str) -> None:
+    await conn.execute("INSERT INTO taskservice.schema_migrations (name) VALUES ($1)", name)

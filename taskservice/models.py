@@ -1,0 +1,123 @@
+"""The API's request and response shapes (TaskCreate, TaskPublic, TasksPublic, ...)."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+PG_INT_MAX = 2**31 - 1
+PG_BIGINT_MAX = 2**63 - 1
+
+# Procrastinate notifies workers on channel "procrastinate_queue_v1#<queue>", and
+# PostgreSQL channel names stop at 63 bytes.
+QueueName = Annotated[
+    str,
+    Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.\-]+$", examples=["default"]),
+]
+
+
+class TaskStatus(StrEnum):
+    """A task's status; taskservice.status_names maps Procrastinate's onto these."""
+
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+def _check_storable(value: Any, path: str = "params") -> None:
+    """Reject what JSON parsing lets through but PostgreSQL's jsonb cannot store."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{path}: NaN and Infinity are not valid JSON numbers")
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError(f"{path}: strings may not contain the NUL character")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_storable(key, f"{path} key")
+            _check_storable(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_storable(item, f"{path}[{index}]")
+
+
+class TaskCreate(BaseModel):
+    """A submission: which task type to run, with which params, where and when."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(min_length=1, max_length=200, examples=["echo"])
+    params: dict[str, Any] = Field(default_factory=dict, examples=[{"value": 42}])
+    priority: int = Field(
+        default=0, ge=-PG_INT_MAX, le=PG_INT_MAX, description="Higher runs first."
+    )
+    queue: QueueName | None = Field(default=None, description="Defaults to `default`.")
+    run_at: AwareDatetime | None = Field(
+        default=None, description="Run no earlier than this (timezone required)."
+    )
+    max_attempts: int | None = Field(
+        default=None, ge=1, le=100, description="Runs in all, first included; default per type."
+    )
+
+    @field_validator("params")
+    @classmethod
+    def _params_storable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _check_storable(value)
+        return value
+
+
+class TaskError(BaseModel):
+    type: str
+    message: str
+    traceback: str | None = None
+
+
+class TaskPublic(BaseModel):
+    """A task as clients see it."""
+
+    id: int
+    type: str
+    params: dict[str, Any]
+    status: TaskStatus
+    priority: int
+    queue: str
+    attempts: int
+    max_attempts: int | None
+    abort_requested: bool
+    created_at: datetime | None
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: Any = None
+    error: TaskError | None = None
+
+
+class TasksPublic(BaseModel):
+    """One page of tasks, newest first; pass `next_cursor` as `cursor` for the next."""
+
+    items: list[TaskPublic]
+    next_cursor: str | None
+
+
+class TaskFilters(BaseModel):
+    """What `GET /tasks` filters and pages by."""
+
+    status: TaskStatus | None = None
+    type: str | None = None
+    queue: str | None = None
+    created_after: AwareDatetime | None = None
+    created_before: AwareDatetime | None = None
+    limit: int = Field(default=50, ge=1, le=500)
+    cursor: str | None = Field(default=None, pattern=r"^[1-9][0-9]{0,17}$")
+
+
+class Health(BaseModel):
+    status: str = Field(description="`ok`, or `unavailable` when the service cannot work.")
+    database: bool
+    schema_current: bool
+    missing_migrations: list[str]
+    workers: int = Field(description="Workers whose heartbeat is recent.")

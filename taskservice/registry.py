@@ -1,0 +1,120 @@
+"""Task types: a name, a pydantic model for parameters, a function and a retry policy."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from taskservice.errors import ConfigurationError
+
+BUILTIN_MODULE = "taskservice.builtin_tasks"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a failed attempt is retried: up to `max_attempts` runs in all,
+    waiting `backoff_seconds * backoff_factor ** (attempt - 1)`, at most
+    `max_backoff_seconds`. `retry_on` limits retries to those exception types."""
+
+    max_attempts: int = 3
+    backoff_seconds: float = 1.0
+    backoff_factor: float = 2.0
+    max_backoff_seconds: float = 300.0
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+
+    def wait_after(self, attempt: int) -> float:
+        """Seconds to wait after the given (1-based) failed attempt."""
+        wait = self.backoff_seconds * self.backoff_factor ** (attempt - 1)
+        return float(min(wait, self.max_backoff_seconds))
+
+
+@dataclass(frozen=True)
+class TaskType:
+    """A kind of task clients may submit, registered once with the queue."""
+
+    name: str
+    params_model: type[BaseModel]
+    func: Callable[..., Any]
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    description: str = ""
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.func)
+
+    @property
+    def wants_context(self) -> bool:
+        """Whether the function takes a second argument: Procrastinate's JobContext."""
+        return len(inspect.signature(self.func).parameters) >= 2
+
+
+def task_type(
+    name: str,
+    *,
+    params: type[BaseModel],
+    retry: RetryPolicy | None = None,
+) -> Callable[[Callable[..., Any]], TaskType]:
+    """Turn a function into a TaskType. The function takes the validated params
+    model (and optionally Procrastinate's JobContext) and returns JSON-able data."""
+
+    def wrap(func: Callable[..., Any]) -> TaskType:
+        return TaskType(
+            name=name,
+            params_model=params,
+            func=func,
+            retry=retry or RetryPolicy(),
+            description=inspect.getdoc(func) or "",
+        )
+
+    return wrap
+
+
+@dataclass(frozen=True)
+class TaskRegistry(Mapping[str, TaskType]):
+    """The task types this deployment knows, by name."""
+
+    types: dict[str, TaskType]
+
+    def __getitem__(self, name: str) -> TaskType:
+        return self.types[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.types)
+
+    def __len__(self) -> int:
+        return len(self.types)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.types)
+
+
+def load_registry(modules: Iterable[str] = ()) -> TaskRegistry:
+    """Collect the TaskType objects defined in the built-in module and in `modules`."""
+    found: dict[str, tuple[str, TaskType]] = {}
+    for module_name in [BUILTIN_MODULE, *modules]:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"cannot import task module {module_name!r} (TASKSERVICE_TASK_MODULES): {exc}"
+            ) from exc
+        for value in vars(module).values():
+            if not isinstance(value, TaskType):
+                continue
+            if value.name in found and found[value.name][1] is not value:
+                raise ConfigurationError(
+                    f"task type {value.name!r} is defined in both "
+                    f"{found[value.name][0]} and {module_name}"
+                )
+            found[value.name] = (module_name, value)
+    return TaskRegistry(types={name: entry[1] for name, entry in found.items()})

@@ -1,0 +1,61 @@
+"""The service's configuration, read from the environment (DATABASE_URL, TASKSERVICE_*)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import platformdirs
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every knob of every command; README lists them with their defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="TASKSERVICE_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "TASKSERVICE_DATABASE_URL"),
+        description="PostgreSQL URL; unset means an embedded server in data_dir.",
+    )
+    data_dir: Path = Field(
+        default_factory=lambda: platformdirs.user_data_path("taskservice"),
+        description="Where the embedded PostgreSQL keeps its data.",
+    )
+    task_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated modules whose TaskType objects are registered.",
+    )
+    migrate_on_start: bool = True
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_pool_size: int = Field(default=10, ge=1, description="asyncpg connections per API.")
+    queue_pool_size: int = Field(
+        default=4, ge=1, description="psycopg connections per API for deferring and cancelling."
+    )
+
+    concurrency: int = Field(default=4, ge=1, description="Jobs one worker runs at once.")
+    queues: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Queues the worker serves; empty means all."
+    )
+    poll_interval: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds between a worker's polls for due, retried and aborted jobs.",
+    )
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
+
+    @field_validator("task_modules", "queues", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        return _split_commas(value)
