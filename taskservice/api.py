@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,6 +11,8 @@ from typing import Annotated, Any
 import asyncpg
 import procrastinate
 from fastapi import Depends, FastAPI, Path, Query, Request, Response, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from taskservice import database, service
@@ -60,7 +63,24 @@ def _problem(status_code: int, loc: list[str], msg: str, kind: str, **ctx: Any) 
     return JSONResponse(status_code=status_code, content={"detail": [detail]})
 
 
+def _json_safe(error: dict[str, Any]) -> dict[str, Any]:
+    """A validation error that JSON can carry: `input` goes if it holds NaN or the like."""
+    encoded: dict[str, Any] = jsonable_encoder(error)
+    try:
+        json.dumps(encoded, allow_nan=False)
+    except ValueError:
+        encoded.pop("input", None)
+        encoded.pop("ctx", None)
+    return encoded
+
+
 def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_input(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(
+            status_code=422, content={"detail": [_json_safe(e) for e in exc.errors()]}
+        )
+
     @app.exception_handler(InvalidTaskRequest)
     async def invalid_request(_: Request, exc: InvalidTaskRequest) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": exc.errors})
