@@ -21,20 +21,14 @@ LIMIT :limit;
 -- Procrastinate's own cancel: todo -> cancelled; doing -> abort requested.
 SELECT procrastinate_cancel_job_v1(:task_id, true, false) AS id;
 
--- name: mark_task_started
-INSERT INTO taskservice.task_records (job_id, started_at)
-VALUES (:job_id, now())
-ON CONFLICT (job_id) DO UPDATE
-SET started_at = now(), finished_at = NULL, result = NULL, error = NULL;
-
 -- name: record_task_success
 UPDATE taskservice.task_records
-SET finished_at = now(), result = CAST(:result AS jsonb), error = NULL
+SET result = CAST(:result AS jsonb), error = NULL
 WHERE job_id = :job_id;
 
 -- name: record_task_failure
 UPDATE taskservice.task_records
-SET finished_at = now(), result = NULL, error = CAST(:error AS jsonb)
+SET result = NULL, error = CAST(:error AS jsonb)
 WHERE job_id = :job_id;
 
 -- name: applied_migrations

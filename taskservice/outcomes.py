@@ -1,4 +1,4 @@
-"""Worker middleware that stores each run's start, result or error in taskservice.task_records."""
+"""Worker middleware that stores each run's result or error in taskservice.task_records."""
 
 from __future__ import annotations
 
@@ -40,12 +40,12 @@ async def _execute(worker: Worker, name: str, **params: Any) -> None:
 
 
 async def record_outcome(call_next: AsyncCallNext, context: JobContext, worker: Worker) -> Any:
-    """Mark the job started, run it, then store its result or error.
+    """Run the job, then store its result or error.
 
     The record is written before Procrastinate marks the job finished, so a
-    client that reads `completed` always finds the result there."""
+    client that reads `completed` always finds the result there. Start and
+    finish times are kept by triggers on the job's status."""
     job_id = context.job.id
-    await _execute(worker, "mark_task_started", job_id=job_id)
     try:
         result = await call_next()
     except BaseException as exc:

@@ -31,6 +31,38 @@ CREATE TRIGGER taskservice_record_new_jobs
     REFERENCING NEW TABLE AS new_jobs
     FOR EACH STATEMENT EXECUTE FUNCTION taskservice.record_new_jobs();
 
+-- Start and finish times follow the job's status in the same transaction, so a
+-- task never shows `in_progress` without `started_at`. A retry (doing -> todo)
+-- clears `finished_at`: the task is not finished.
+CREATE FUNCTION taskservice.record_status_change() RETURNS trigger
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    UPDATE taskservice.task_records
+    SET started_at = CASE WHEN NEW.status = 'doing' THEN now() ELSE started_at END,
+        finished_at = CASE
+            WHEN NEW.status IN ('succeeded', 'failed', 'cancelled', 'aborted') THEN now()
+            WHEN NEW.status IN ('todo', 'doing') THEN NULL
+            ELSE finished_at
+        END
+    WHERE job_id = NEW.id;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER taskservice_record_status_change
+    AFTER UPDATE OF status ON public.procrastinate_jobs
+    FOR EACH ROW
+    WHEN (OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION taskservice.record_status_change();
+
+-- Adopting an existing Procrastinate install: its jobs get records too.
+INSERT INTO taskservice.task_records (job_id, created_at)
+SELECT j.id, coalesce(min(e.at), now())
+FROM public.procrastinate_jobs AS j
+LEFT JOIN public.procrastinate_events AS e ON e.job_id = j.id AND e.type = 'deferred'
+GROUP BY j.id;
+
 -- The one place where Procrastinate's statuses become the service's.
 CREATE TABLE taskservice.status_names (
     procrastinate_status public.procrastinate_job_status PRIMARY KEY,
