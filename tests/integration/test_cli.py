@@ -1,0 +1,125 @@
+"""The `taskservice` command as a user runs it: real processes, real ports."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"content-type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(extra)
+    return env
+
+
+@contextlib.contextmanager
+def _service(data_dir: Path, port: int) -> Iterator[str]:
+    """`taskservice up` on the embedded PostgreSQL, stopped with SIGINT like Ctrl-C."""
+    log = (data_dir.parent / f"up-{port}.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "taskservice", "up", "--port", str(port), "--concurrency", "2"],
+        env=_env(TASKSERVICE_DATA_DIR=str(data_dir), TASKSERVICE_POLL_INTERVAL="0.2"),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, (data_dir.parent / f"up-{port}.log").read_text()
+            with contextlib.suppress(OSError):
+                if _http("GET", f"{base}/health")[0] == 200:
+                    break
+            assert time.monotonic() < deadline, "service did not become healthy in 90 s"
+            time.sleep(0.2)
+        yield base
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+        log.close()
+
+
+def _wait_completed(base: str, task_id: int) -> dict[str, Any]:
+    deadline = time.monotonic() + 10
+    while True:
+        status, task = _http("GET", f"{base}/tasks/{task_id}")
+        assert status == 200
+        if task["status"] == "completed":
+            return dict(task)
+        assert time.monotonic() < deadline, task
+        time.sleep(0.05)
+
+
+def test_up_without_database_url_uses_embedded_postgres_that_keeps_data(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    with _service(data_dir, _free_port()) as base:
+        status, task = _http("POST", f"{base}/tasks", {"type": "echo", "params": {"value": 42}})
+        assert status == 201
+        assert _wait_completed(base, task["id"])["result"] == 42
+    assert (data_dir / "pgdata" / "PG_VERSION").is_file()
+
+    with _service(data_dir, _free_port()) as base:
+        status, again = _http("GET", f"{base}/tasks/{task['id']}")
+        assert status == 200
+        assert again["result"] == 42
+
+
+def test_migrate_against_unreachable_database_fails_with_a_message() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "taskservice", "migrate"],
+        env=_env(DATABASE_URL=f"postgresql://postgres@127.0.0.1:{_free_port()}/nope"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "cannot reach the database" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_task_module_fails_with_a_message(database_url: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "taskservice", "worker"],
+        env=_env(DATABASE_URL=database_url, TASKSERVICE_TASK_MODULES="no_such_module"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "cannot import task module 'no_such_module'" in result.stderr
