@@ -1,0 +1,22 @@
+"""Submission checks that PostgreSQL would otherwise make into server errors."""
+
+from __future__ import annotations
+
+import pydantic
+import pytest
+
+from taskservice.models import TaskCreate
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"v": float("nan")}, {"v": [1, float("inf")]}, {"v": "a\x00"}, {"a\x00": 1}],
+)
+def test_unstorable_params_are_refused(params: dict[str, object]) -> None:
+    with pytest.raises(pydantic.ValidationError, match="params"):
+        TaskCreate(type="echo", params=params)
+
+
+def test_ordinary_params_pass() -> None:
+    body = TaskCreate(type="echo", params={"v": [1, 2.5, "x", None, {"k": True}]})
+    assert body.params["v"][1] == 2.5

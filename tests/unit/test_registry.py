@@ -1,0 +1,53 @@
+"""Loading task types from modules named in configuration."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+from pydantic import BaseModel
+
+from taskservice.errors import ConfigurationError
+from taskservice.registry import load_registry, task_type
+
+
+class P(BaseModel):
+    x: int
+
+
+def _module(name: str, **attrs: object) -> str:
+    module = types.ModuleType(name)
+    vars(module).update(attrs)
+    sys.modules[name] = module
+    return name
+
+
+def test_builtins_are_always_there() -> None:
+    assert load_registry().names == ["echo", "fail", "sleep"]
+
+
+def test_a_module_adds_its_task_types() -> None:
+    @task_type("resize", params=P)
+    def resize(params: P) -> int:
+        """Resize an image."""
+        return params.x
+
+    registry = load_registry([_module("org_tasks_ok", resize=resize)])
+    assert registry.names == ["echo", "fail", "resize", "sleep"]
+    assert registry["resize"].description == "Resize an image."
+    assert not registry["resize"].is_async
+    assert not registry["resize"].wants_context
+
+
+def test_two_types_with_one_name_are_refused() -> None:
+    @task_type("echo", params=P)
+    async def shadow(params: P) -> None: ...
+
+    with pytest.raises(ConfigurationError, match="'echo' is defined in both"):
+        load_registry([_module("org_tasks_clash", shadow=shadow)])
+
+
+def test_missing_module_names_the_setting() -> None:
+    with pytest.raises(ConfigurationError, match="TASKSERVICE_TASK_MODULES"):
+        load_registry(["org_tasks_missing_for_sure"])
