@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI, Path, Query, Request, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from taskservice import database, service
 from taskservice.errors import InvalidTaskRequest, TaskAlreadyFinished, TaskNotFound
@@ -80,6 +81,16 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             status_code=422, content={"detail": [_json_safe(e) for e in exc.errors()]}
         )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI's own errors (unknown route, unparsable body) carry a bare
+        # string; give them the same shape as every other error.
+        loc = ["body"] if exc.status_code == 400 else []
+        response = _problem(exc.status_code, loc, str(exc.detail), "http_error")
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(InvalidTaskRequest)
     async def invalid_request(_: Request, exc: InvalidTaskRequest) -> JSONResponse:

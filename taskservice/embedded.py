@@ -32,5 +32,5 @@ def start_embedded_postgres(data_dir: Path) -> str:
         if exists is None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE_NAME)))
     url: str = server.get_uri(DATABASE_NAME)
-    logger.info("embedded PostgreSQL running, data in %s", data_dir / "pgdata")
+    logger.info("embedded PostgreSQL at %s (data in %s)", url, data_dir / "pgdata")
     return url

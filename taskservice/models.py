@@ -30,19 +30,26 @@ class TaskStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-def _check_storable(value: Any, path: str = "params") -> None:
+# Deeper documents overflow recursive code on the way (Procrastinate copies args
+# with attrs.asdict); no real task needs more.
+MAX_PARAMS_DEPTH = 64
+
+
+def _check_storable(value: Any, path: str = "params", depth: int = 0) -> None:
     """Reject what JSON parsing lets through but PostgreSQL's jsonb cannot store."""
+    if depth > MAX_PARAMS_DEPTH:
+        raise ValueError(f"{path}: nested more than {MAX_PARAMS_DEPTH} levels deep")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{path}: NaN and Infinity are not valid JSON numbers")
     if isinstance(value, str) and "\x00" in value:
         raise ValueError(f"{path}: strings may not contain the NUL character")
     if isinstance(value, dict):
         for key, item in value.items():
-            _check_storable(key, f"{path} key")
-            _check_storable(item, f"{path}.{key}")
+            _check_storable(key, f"{path} key", depth + 1)
+            _check_storable(item, f"{path}.{key}", depth + 1)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _check_storable(item, f"{path}[{index}]")
+            _check_storable(item, f"{path}[{index}]", depth + 1)
 
 
 class TaskCreate(BaseModel):

@@ -103,6 +103,21 @@ async def test_malformed_json_is_422(client: httpx.AsyncClient) -> None:
     assert response.status_code == 422
 
 
+async def test_too_deep_to_parse_is_400_in_the_same_shape(client: httpx.AsyncClient) -> None:
+    body = b'{"type": "echo", "params": {"value": ' + b"[" * 5000 + b"]" * 5000 + b"}}"
+    response = await client.post(
+        "/tasks", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code in (400, 422)
+    assert response.json()["detail"][0]["loc"][0] == "body"
+
+
+async def test_unknown_route_is_404_in_the_same_shape(client: httpx.AsyncClient) -> None:
+    response = await client.get("/nowhere")
+    assert response.status_code == 404
+    assert response.json()["detail"][0]["msg"] == "Not Found"
+
+
 async def test_unknown_task_is_404(client: httpx.AsyncClient) -> None:
     for method in ("GET", "DELETE"):
         response = await client.request(method, "/tasks/999999")

@@ -17,6 +17,14 @@ def test_unstorable_params_are_refused(params: dict[str, object]) -> None:
         TaskCreate(type="echo", params=params)
 
 
+def test_deeply_nested_params_are_refused() -> None:
+    deep: list[object] = []
+    for _ in range(100):
+        deep = [deep]
+    with pytest.raises(pydantic.ValidationError, match="nested more than 64 levels"):
+        TaskCreate(type="echo", params={"v": deep})
+
+
 def test_ordinary_params_pass() -> None:
     body = TaskCreate(type="echo", params={"v": [1, 2.5, "x", None, {"k": True}]})
     assert body.params["v"][1] == 2.5
