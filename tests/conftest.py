@@ -73,6 +73,14 @@ def database_url(pg_server: Server, template_db: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def empty_database_url(pg_server: Server) -> Iterator[str]:
+    """A fresh database with nothing in it, dropped after the test."""
+    name = f"taskservice_empty_{os.getpid()}_{next(_counter)}"
+    with _janitor(pg_server, name):
+        yield pg_server.url(name)
+
+
+@pytest.fixture
 def settings(database_url: str, tmp_path: Any) -> Settings:
     return Settings(
         database_url=database_url,

@@ -98,14 +98,20 @@ def test_up_without_database_url_uses_embedded_postgres_that_keeps_data(tmp_path
         assert again["result"] == 42
 
 
-def test_migrate_against_unreachable_database_fails_with_a_message() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "taskservice", "migrate"],
-        env=_env(DATABASE_URL=f"postgresql://postgres@127.0.0.1:{_free_port()}/nope"),
+def _taskservice(command: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "taskservice", command],
+        env=_env(**env),
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+    )
+
+
+def test_migrate_against_unreachable_database_fails_with_a_message() -> None:
+    result = _taskservice(
+        "migrate", DATABASE_URL=f"postgresql://postgres@127.0.0.1:{_free_port()}/nope"
     )
     assert result.returncode == 1
     assert "cannot reach the database" in result.stderr
@@ -113,13 +119,8 @@ def test_migrate_against_unreachable_database_fails_with_a_message() -> None:
 
 
 def test_bad_task_module_fails_with_a_message(database_url: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "taskservice", "worker"],
-        env=_env(DATABASE_URL=database_url, TASKSERVICE_TASK_MODULES="no_such_module"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = _taskservice(
+        "worker", DATABASE_URL=database_url, TASKSERVICE_TASK_MODULES="no_such_module"
     )
     assert result.returncode == 2
     assert "cannot import task module 'no_such_module'" in result.stderr

@@ -3,31 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
-from collections.abc import Iterator
 
 import asyncpg
-import pytest
-from pytest_postgresql.janitor import DatabaseJanitor
 
 from taskservice.migrate import migrate, migration_names
-from tests.pg import Server
-
-_counter = itertools.count()
-
-
-@pytest.fixture
-def empty_database_url(pg_server: Server) -> Iterator[str]:
-    name = f"taskservice_empty_{os.getpid()}_{next(_counter)}"
-    with DatabaseJanitor(
-        user=pg_server.user,
-        host=pg_server.host,
-        port=pg_server.port,
-        password=pg_server.password,
-        dbname=name,
-    ):
-        yield pg_server.url(name)
 
 
 async def _recorded(url: str) -> list[str]:
