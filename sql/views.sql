@@ -3,7 +3,8 @@
 
 -- One row per task, with the service's status names. `params` hides the
 -- service's own `_options` key (per-submission settings read by the worker).
-CREATE OR REPLACE VIEW taskservice.tasks AS
+DROP VIEW IF EXISTS taskservice.tasks;
+CREATE VIEW taskservice.tasks AS
 SELECT
     j.id,
     j.task_name AS type,
@@ -11,11 +12,15 @@ SELECT
     s.status,
     j.priority,
     j.queue_name AS queue,
+    j.queueing_lock AS unique_key,
     j.attempts,
     (j.args -> '_options' ->> 'max_attempts')::int AS max_attempts,
+    (j.args -> '_options' ->> 'timeout_seconds')::float8 AS timeout_seconds,
     j.abort_requested,
+    j.task_name LIKE 'taskservice.%' AS internal,
     r.created_at,
     j.scheduled_at,
+    CASE WHEN j.status = 'todo' AND j.attempts > 0 THEN j.scheduled_at END AS next_attempt_at,
     r.started_at,
     r.finished_at,
     r.result,

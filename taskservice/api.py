@@ -9,26 +9,32 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import asyncpg
-import procrastinate
-from fastapi import Depends, FastAPI, Path, Query, Request, Response, status
+from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from taskservice import database, service
-from taskservice.errors import InvalidTaskRequest, TaskAlreadyFinished, TaskNotFound
+from taskservice.errors import (
+    IdempotencyKeyReused,
+    InvalidTaskRequest,
+    TaskAlreadyFinished,
+    TaskNotFound,
+    TaskNotRetryable,
+    UniqueKeyTaken,
+)
 from taskservice.migrate import migrate
 from taskservice.models import (
     PG_BIGINT_MAX,
     Health,
+    QueuePublic,
     TaskCreate,
     TaskFilters,
     TaskPublic,
     TasksPublic,
     TaskStatus,
 )
-from taskservice.queue import build_queue_app
 from taskservice.registry import TaskRegistry, load_registry
 from taskservice.settings import Settings
 
@@ -40,20 +46,23 @@ def _pool(request: Request) -> database.Pool:
     return pool
 
 
-def _queue_app(request: Request) -> procrastinate.App:
-    queue_app: procrastinate.App = request.app.state.queue_app
-    return queue_app
-
-
 def _registry(request: Request) -> TaskRegistry:
     registry: TaskRegistry = request.app.state.registry
     return registry
 
 
 PoolDep = Annotated[database.Pool, Depends(_pool)]
-QueueAppDep = Annotated[procrastinate.App, Depends(_queue_app)]
 RegistryDep = Annotated[TaskRegistry, Depends(_registry)]
 TaskId = Annotated[int, Path(ge=1, le=PG_BIGINT_MAX, description="The task's id.")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Repeat a submission safely: the same key and body give back the first task.",
+    ),
+]
 
 
 def _problem(status_code: int, loc: list[str], msg: str, kind: str, **ctx: Any) -> JSONResponse:
@@ -104,6 +113,20 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def finished(_: Request, exc: TaskAlreadyFinished) -> JSONResponse:
         return _problem(409, ["path", "task_id"], str(exc), "task_finished", status=exc.status)
 
+    @app.exception_handler(TaskNotRetryable)
+    async def not_retryable(_: Request, exc: TaskNotRetryable) -> JSONResponse:
+        return _problem(409, ["path", "task_id"], str(exc), "not_retryable", status=exc.status)
+
+    @app.exception_handler(UniqueKeyTaken)
+    async def unique_key_taken(_: Request, exc: UniqueKeyTaken) -> JSONResponse:
+        return _problem(
+            409, ["body", "unique_key"], str(exc), "unique_key_taken", task_id=exc.task_id
+        )
+
+    @app.exception_handler(IdempotencyKeyReused)
+    async def key_reused(_: Request, exc: IdempotencyKeyReused) -> JSONResponse:
+        return _problem(409, ["header", "Idempotency-Key"], str(exc), "idempotency_key_reused")
+
     async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
         logger.warning("database unavailable: %s", exc)
         return _problem(503, [], "the database is unavailable; retry later", "unavailable")
@@ -124,15 +147,11 @@ def create_app(settings: Settings, *, registry: TaskRegistry | None = None) -> F
         if settings.migrate_on_start:
             await migrate(database_url)
         pool = await database.create_pool(database_url, max_size=settings.api_pool_size)
-        queue_app = build_queue_app(settings, task_registry, pool_size=settings.queue_pool_size)
         try:
-            await queue_app.open_async()
             app.state.pool = pool
-            app.state.queue_app = queue_app
             app.state.registry = task_registry
             yield
         finally:
-            await queue_app.close_async()
             await pool.close()
 
     app = FastAPI(
@@ -142,17 +161,31 @@ def create_app(settings: Settings, *, registry: TaskRegistry | None = None) -> F
     )
     _install_error_handlers(app)
 
-    @app.post("/tasks", status_code=status.HTTP_201_CREATED, response_model=TaskPublic)
+    @app.post(
+        "/tasks",
+        status_code=status.HTTP_201_CREATED,
+        response_model=TaskPublic,
+        responses={200: {"model": TaskPublic, "description": "Idempotent replay"}, 409: {}},
+    )
     async def submit(
         body: TaskCreate,
         response: Response,
         pool: PoolDep,
-        queue_app: QueueAppDep,
         reg: RegistryDep,
+        idempotency_key: IdempotencyKey = None,
     ) -> TaskPublic:
         """Submit a task; its params are checked against its type before it is stored."""
-        task = await service.submit_task(pool=pool, queue_app=queue_app, registry=reg, request=body)
+        task, created = await service.submit_task(
+            pool=pool,
+            registry=reg,
+            request=body,
+            idempotency_key=idempotency_key,
+            idempotency_retention_seconds=settings.idempotency_retention_seconds,
+        )
         response.headers["Location"] = f"/tasks/{task.id}"
+        if not created:
+            response.status_code = status.HTTP_200_OK
+            response.headers["Idempotent-Replayed"] = "true"
         return task
 
     @app.get("/tasks", response_model=TasksPublic)
@@ -162,8 +195,8 @@ def create_app(settings: Settings, *, registry: TaskRegistry | None = None) -> F
 
     @app.get("/tasks/{task_id}", response_model=TaskPublic, responses={404: {}})
     async def get_task(task_id: TaskId, pool: PoolDep) -> TaskPublic:
-        """One task with its status, result and error."""
-        return await service.get_task(pool=pool, task_id=task_id)
+        """One task with its status, result, error and every attempt."""
+        return await service.get_task(pool=pool, task_id=task_id, with_history=True)
 
     @app.delete(
         "/tasks/{task_id}",
@@ -177,6 +210,16 @@ def create_app(settings: Settings, *, registry: TaskRegistry | None = None) -> F
             response.status_code = status.HTTP_202_ACCEPTED
         return task
 
+    @app.post("/tasks/{task_id}/retry", response_model=TaskPublic, responses={404: {}, 409: {}})
+    async def retry(task_id: TaskId, pool: PoolDep) -> TaskPublic:
+        """Run a failed or cancelled task again: a new attempt of the same task."""
+        return await service.retry_task(pool=pool, task_id=task_id)
+
+    @app.get("/queues", response_model=list[QueuePublic])
+    async def queues(pool: PoolDep) -> list[QueuePublic]:
+        """Every queue with its tasks per status and the wait of its oldest due task."""
+        return await service.list_queues(pool=pool)
+
     @app.get("/task-types")
     async def task_types(reg: RegistryDep) -> dict[str, Any]:
         """The task types this deployment runs, with the JSON schema of their params."""
@@ -185,6 +228,8 @@ def create_app(settings: Settings, *, registry: TaskRegistry | None = None) -> F
                 "description": reg[name].description,
                 "params": reg[name].params_model.model_json_schema(),
                 "max_attempts": reg[name].retry.max_attempts,
+                "max_attempts_limit": reg[name].retry.max_attempts_limit,
+                "timeout_seconds": reg[name].timeout_seconds,
             }
             for name in reg.names
         }

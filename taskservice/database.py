@@ -1,4 +1,4 @@
-"""The API's asyncpg pool, and where the database URL comes from."""
+"""The API's asyncpg pool, named-query helpers, and where the database URL comes from."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from taskservice.queries import query
 from taskservice.settings import Settings
 
 Pool = asyncpg.Pool
+# Helpers take a pool or a connection (for queries inside a transaction).
+Executor = asyncpg.Pool | asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 
 def resolve_database_url(settings: Settings) -> Settings:
@@ -49,15 +51,27 @@ async def create_pool(database_url: str, *, max_size: int) -> Pool:
     return pool
 
 
-async def fetch(pool: Pool, name: str, **params: Any) -> list[asyncpg.Record]:
+async def fetch(db: Executor, name: str, **params: Any) -> list[asyncpg.Record]:
     """Run the named query; return its rows."""
     q = query(name)
-    rows: list[asyncpg.Record] = await pool.fetch(q.asyncpg_text, *q.asyncpg_args(params))
+    rows: list[asyncpg.Record] = await db.fetch(q.asyncpg_text, *q.asyncpg_args(params))
     return rows
 
 
-async def fetchrow(pool: Pool, name: str, **params: Any) -> asyncpg.Record | None:
+async def fetchrow(db: Executor, name: str, **params: Any) -> asyncpg.Record | None:
     """Run the named query; return its first row, if any."""
     q = query(name)
-    row: asyncpg.Record | None = await pool.fetchrow(q.asyncpg_text, *q.asyncpg_args(params))
+    row: asyncpg.Record | None = await db.fetchrow(q.asyncpg_text, *q.asyncpg_args(params))
     return row
+
+
+async def fetchval(db: Executor, name: str, **params: Any) -> Any:
+    """Run the named query; return the first column of its first row (None if no row)."""
+    q = query(name)
+    return await db.fetchval(q.asyncpg_text, *q.asyncpg_args(params))
+
+
+async def execute(db: Executor, name: str, **params: Any) -> None:
+    """Run the named query for its effect."""
+    q = query(name)
+    await db.execute(q.asyncpg_text, *q.asyncpg_args(params))

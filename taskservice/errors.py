@@ -28,6 +28,28 @@ class TaskAlreadyFinished(TaskServiceError):
         self.status = status
 
 
+class TaskNotRetryable(TaskServiceError):
+    def __init__(self, task_id: int, status: str) -> None:
+        super().__init__(
+            f"task {task_id} is {status}; only failed or cancelled tasks can be retried"
+        )
+        self.task_id = task_id
+        self.status = status
+
+
+class UniqueKeyTaken(TaskServiceError):
+    def __init__(self, unique_key: str, task_id: int | None) -> None:
+        super().__init__(f"task {task_id} is already pending with unique_key {unique_key!r}")
+        self.unique_key = unique_key
+        self.task_id = task_id
+
+
+class IdempotencyKeyReused(TaskServiceError):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"Idempotency-Key {key!r} was used for a different request; use a new key")
+        self.key = key
+
+
 class InvalidTaskRequest(TaskServiceError):
     """A submission that names an unknown type or carries bad params.
 

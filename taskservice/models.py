@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PG_INT_MAX = 2**31 - 1
 PG_BIGINT_MAX = 2**63 - 1
@@ -64,11 +64,32 @@ class TaskCreate(BaseModel):
     )
     queue: QueueName | None = Field(default=None, description="Defaults to `default`.")
     run_at: AwareDatetime | None = Field(
-        default=None, description="Run no earlier than this (timezone required)."
+        default=None, description="Run no earlier than this (timezone required); past is now."
+    )
+    delay_seconds: float | None = Field(
+        default=None, ge=0, le=366 * 86_400, description="Run this long from now (not with run_at)."
     )
     max_attempts: int | None = Field(
-        default=None, ge=1, le=100, description="Runs in all, first included; default per type."
+        default=None, ge=1, description="Runs in all, first included; default and limit per type."
     )
+    backoff_seconds: float | None = Field(
+        default=None, ge=0, description="First wait between attempts; the type's policy grows it."
+    )
+    timeout_seconds: float | None = Field(
+        default=None, gt=0, description="Time limit of a run; at most the type's own limit."
+    )
+    unique_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="At most one pending task per key; a second is refused with 409.",
+    )
+
+    @model_validator(mode="after")
+    def _one_start_time(self) -> TaskCreate:
+        if self.run_at is not None and self.delay_seconds is not None:
+            raise ValueError("give run_at or delay_seconds, not both")
+        return self
 
     @field_validator("params")
     @classmethod
@@ -83,6 +104,18 @@ class TaskError(BaseModel):
     traceback: str | None = None
 
 
+class TaskAttempt(BaseModel):
+    """One run of a task."""
+
+    attempt: int
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str | None = Field(
+        description="succeeded, failed, aborted, or retry (failed, another attempt follows)."
+    )
+    error: TaskError | None
+
+
 class TaskPublic(BaseModel):
     """A task as clients see it."""
 
@@ -92,15 +125,21 @@ class TaskPublic(BaseModel):
     status: TaskStatus
     priority: int
     queue: str
-    attempts: int
+    unique_key: str | None
+    attempts: int = Field(description="Runs finished so far.")
     max_attempts: int | None
+    timeout_seconds: float | None
     abort_requested: bool
     created_at: datetime | None
     scheduled_at: datetime | None
+    next_attempt_at: datetime | None = Field(description="Set while waiting to be retried.")
     started_at: datetime | None
     finished_at: datetime | None
     result: Any = None
-    error: TaskError | None = None
+    error: TaskError | None = Field(default=None, description="The last run's error.")
+    attempt_history: list[TaskAttempt] | None = Field(
+        default=None, description="Every run; only on GET /tasks/{id}."
+    )
 
 
 class TasksPublic(BaseModel):
@@ -120,6 +159,18 @@ class TaskFilters(BaseModel):
     created_before: AwareDatetime | None = None
     limit: int = Field(default=50, ge=1, le=500)
     cursor: str | None = Field(default=None, pattern=r"^[1-9][0-9]{0,17}$")
+
+
+class QueuePublic(BaseModel):
+    """One queue: its tasks per status and the wait of its oldest due pending task."""
+
+    queue: str
+    pending: int
+    in_progress: int
+    completed: int
+    failed: int
+    cancelled: int
+    oldest_pending_seconds: float | None
 
 
 class Health(BaseModel):

@@ -13,27 +13,35 @@ from pydantic import BaseModel
 from taskservice.errors import ConfigurationError
 
 BUILTIN_MODULE = "taskservice.builtin_tasks"
+# Names of the service's internal jobs (see rescue.py); the tasks listing hides them.
+RESERVED_PREFIX = "taskservice."
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
     """How a failed attempt is retried: up to `max_attempts` runs in all,
-    waiting `backoff_seconds * backoff_factor ** (attempt - 1)`, at most
-    `max_backoff_seconds`. `retry_on` limits retries to those exception types."""
+    waiting `backoff_seconds * backoff_factor ** (attempt - 1)` (factor 1 is a
+    constant backoff), at most `max_backoff_seconds`. `retry_on` limits retries
+    to those exception types. A submission may ask for up to
+    `max_attempts_limit` runs and another `backoff_seconds` (up to the cap)."""
 
     max_attempts: int = 3
     backoff_seconds: float = 1.0
     backoff_factor: float = 2.0
     max_backoff_seconds: float = 300.0
+    max_attempts_limit: int = 10
     retry_on: tuple[type[BaseException], ...] = (Exception,)
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
+        if not 1 <= self.max_attempts <= self.max_attempts_limit:
+            raise ValueError("max_attempts must be at least 1 and at most max_attempts_limit")
+        if self.backoff_seconds < 0 or self.backoff_factor < 1:
+            raise ValueError("backoff_seconds must be >= 0 and backoff_factor >= 1")
 
-    def wait_after(self, attempt: int) -> float:
+    def wait_after(self, attempt: int, backoff_seconds: float | None = None) -> float:
         """Seconds to wait after the given (1-based) failed attempt."""
-        wait = self.backoff_seconds * self.backoff_factor ** (attempt - 1)
+        base = self.backoff_seconds if backoff_seconds is None else backoff_seconds
+        wait = base * self.backoff_factor ** (attempt - 1)
         return float(min(wait, self.max_backoff_seconds))
 
 
@@ -45,6 +53,8 @@ class TaskType:
     params_model: type[BaseModel]
     func: Callable[..., Any]
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Longest a run may take (a submission may ask for less); None: no limit.
+    timeout_seconds: float | None = None
     description: str = ""
 
     @property
@@ -62,9 +72,13 @@ def task_type(
     *,
     params: type[BaseModel],
     retry: RetryPolicy | None = None,
+    timeout_seconds: float | None = None,
 ) -> Callable[[Callable[..., Any]], TaskType]:
     """Turn a function into a TaskType. The function takes the validated params
     model (and optionally Procrastinate's JobContext) and returns JSON-able data."""
+
+    if name.startswith(RESERVED_PREFIX):
+        raise ValueError(f"task type names starting with {RESERVED_PREFIX!r} are the service's own")
 
     def wrap(func: Callable[..., Any]) -> TaskType:
         return TaskType(
@@ -72,6 +86,7 @@ def task_type(
             params_model=params,
             func=func,
             retry=retry or RetryPolicy(),
+            timeout_seconds=timeout_seconds,
             description=inspect.getdoc(func) or "",
         )
 

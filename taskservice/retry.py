@@ -1,4 +1,4 @@
-"""Procrastinate retry strategy that honours a task type's policy and the job's own max_attempts."""
+"""Procrastinate retry strategy: a task type's policy, with the job's own overrides."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 import pydantic
 from procrastinate import BaseRetryStrategy, RetryDecision
+from procrastinate.exceptions import JobAborted
 from procrastinate.jobs import Job
 
 from taskservice.registry import RetryPolicy
@@ -20,24 +21,44 @@ OPTIONS_KEY = "_options"
 _NEVER_RETRIED: tuple[type[BaseException], ...] = (pydantic.ValidationError,)
 
 
+class WorkerShutdown(Exception):
+    """The run was stopped because its worker shut down: not the task's fault."""
+
+
+class WorkerLost(Exception):
+    """The run's worker stopped sending heartbeats (killed, or its machine died)."""
+
+
 def job_options(job: Job) -> dict[str, Any]:
     """The service's per-submission settings stored with a job (may be empty)."""
     options = job.task_kwargs.get(OPTIONS_KEY)
     return options if isinstance(options, dict) else {}
 
 
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
 class ServiceRetryStrategy(BaseRetryStrategy):
-    """Retry per the type's RetryPolicy; `max_attempts` may be set per job."""
+    """Retry per the type's RetryPolicy; `max_attempts` and `backoff_seconds`
+    may be set per job. A run cut short by a worker shutdown is always retried,
+    at once: Procrastinate only asks about aborts when they come from a shutdown."""
 
     def __init__(self, policy: RetryPolicy) -> None:
         self.policy = policy
 
     def get_retry_decision(self, *, exception: BaseException, job: Job) -> RetryDecision | None:
-        max_attempts = job_options(job).get("max_attempts", self.policy.max_attempts)
+        if isinstance(exception, WorkerShutdown | JobAborted):
+            return RetryDecision(retry_at=_now())
+        options = job_options(job)
+        max_attempts = options.get("max_attempts", self.policy.max_attempts)
         attempt = job.attempts + 1  # Procrastinate counts attempts before this one.
         if not isinstance(max_attempts, int) or attempt >= max_attempts:
             return None
         if isinstance(exception, _NEVER_RETRIED) or not isinstance(exception, self.policy.retry_on):
             return None
-        wait = datetime.timedelta(seconds=self.policy.wait_after(attempt))
-        return RetryDecision(retry_at=datetime.datetime.now(datetime.UTC) + wait)
+        backoff = options.get("backoff_seconds")
+        wait = self.policy.wait_after(
+            attempt, float(backoff) if isinstance(backoff, int | float) else None
+        )
+        return RetryDecision(retry_at=_now() + datetime.timedelta(seconds=wait))

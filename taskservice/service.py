@@ -1,104 +1,205 @@
-"""The service layer: submit, read, cancel and list tasks; shared by the API and the CLI."""
+"""The service layer: submit, read, cancel, retry and list tasks; shared by the API and the CLI."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
-import procrastinate
+import asyncpg
 import pydantic
-from asyncpg import InterfaceError, PostgresError
-from procrastinate.types import JSONValue
 
 from taskservice import database
-from taskservice.errors import InvalidTaskRequest, TaskAlreadyFinished, TaskNotFound
+from taskservice.errors import (
+    IdempotencyKeyReused,
+    InvalidTaskRequest,
+    TaskAlreadyFinished,
+    TaskNotFound,
+    TaskNotRetryable,
+    UniqueKeyTaken,
+)
 from taskservice.migrate import migration_names
 from taskservice.models import (
     Health,
+    QueuePublic,
+    TaskAttempt,
     TaskCreate,
     TaskFilters,
     TaskPublic,
     TasksPublic,
 )
 from taskservice.queue import DEFAULT_QUEUE
-from taskservice.registry import TaskRegistry
+from taskservice.registry import TaskRegistry, TaskType
 from taskservice.retry import OPTIONS_KEY
 
 # A worker counts as alive while its heartbeat is younger than this.
 LIVE_WORKER_SECONDS = 60.0
+_QUEUEING_LOCK_INDEX = "procrastinate_jobs_queueing_lock_idx_v1"
 
 
-def _validate_submission(registry: TaskRegistry, request: TaskCreate) -> dict[str, Any]:
-    """The params as the task type's model accepts them, or InvalidTaskRequest."""
-    task = registry.get(request.type)
+def _invalid(loc: list[str | int], msg: str, kind: str, **ctx: Any) -> InvalidTaskRequest:
+    error: dict[str, Any] = {"loc": ["body", *loc], "msg": msg, "type": kind}
+    if ctx:
+        error["ctx"] = ctx
+    return InvalidTaskRequest([error])
+
+
+def _task_type(registry: TaskRegistry, name: str) -> TaskType:
+    task = registry.get(name)
     if task is None:
-        raise InvalidTaskRequest(
-            [
-                {
-                    "loc": ["body", "type"],
-                    "msg": f"unknown task type {request.type!r}; known types: "
-                    + ", ".join(registry.names),
-                    "type": "unknown_task_type",
-                    "input": request.type,
-                    "ctx": {"known_types": registry.names},
-                }
-            ]
+        raise _invalid(
+            ["type"],
+            f"unknown task type {name!r}; known types: " + ", ".join(registry.names),
+            "unknown_task_type",
+            known_types=registry.names,
         )
-    if OPTIONS_KEY in request.params:
-        raise InvalidTaskRequest(
-            [
-                {
-                    "loc": ["body", "params", OPTIONS_KEY],
-                    "msg": f"{OPTIONS_KEY!r} is reserved; use the top-level fields",
-                    "type": "reserved_param",
-                }
-            ]
+    return task
+
+
+def _check_params(task: TaskType, params: dict[str, Any]) -> None:
+    if OPTIONS_KEY in params:
+        raise _invalid(
+            ["params", OPTIONS_KEY],
+            f"{OPTIONS_KEY!r} is reserved; use the top-level fields",
+            "reserved_param",
         )
     try:
-        task.params_model.model_validate(request.params)
+        task.params_model.model_validate(params)
     except pydantic.ValidationError as exc:
         raise InvalidTaskRequest(
             [
-                {
-                    "loc": ["body", "params", *error["loc"]],
-                    "msg": error["msg"],
-                    "type": error["type"],
-                }
-                for error in exc.errors(include_url=False)
+                {"loc": ["body", "params", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+                for e in exc.errors(include_url=False)
             ]
         ) from exc
-    # Store what the client sent, not the model's dump: the worker validates
-    # again, and defaults may change between deployments.
-    return dict(request.params)
+
+
+def _options(task: TaskType, request: TaskCreate) -> dict[str, Any]:
+    """The per-job settings the worker reads, checked against the type's limits."""
+    policy = task.retry
+    if request.max_attempts is not None and request.max_attempts > policy.max_attempts_limit:
+        raise _invalid(
+            ["max_attempts"],
+            f"at most {policy.max_attempts_limit} for task type {task.name!r}",
+            "less_than_equal",
+            le=policy.max_attempts_limit,
+        )
+    if request.backoff_seconds is not None and request.backoff_seconds > policy.max_backoff_seconds:
+        raise _invalid(
+            ["backoff_seconds"],
+            f"at most {policy.max_backoff_seconds:g} for task type {task.name!r}",
+            "less_than_equal",
+            le=policy.max_backoff_seconds,
+        )
+    limit = task.timeout_seconds
+    if (
+        request.timeout_seconds is not None
+        and limit is not None
+        and request.timeout_seconds > limit
+    ):
+        raise _invalid(
+            ["timeout_seconds"],
+            f"at most {limit:g}, the time limit of task type {task.name!r}",
+            "less_than_equal",
+            le=limit,
+        )
+    options: dict[str, Any] = {"max_attempts": request.max_attempts or policy.max_attempts}
+    if request.backoff_seconds is not None:
+        options["backoff_seconds"] = request.backoff_seconds
+    timeout = request.timeout_seconds or limit
+    if timeout is not None:
+        options["timeout_seconds"] = timeout
+    return options
+
+
+def request_hash(request: TaskCreate) -> str:
+    """A fingerprint of a submission, to tell a replay from a different request."""
+    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 async def submit_task(
     *,
     pool: database.Pool,
-    queue_app: procrastinate.App,
     registry: TaskRegistry,
     request: TaskCreate,
-) -> TaskPublic:
-    """Validate a submission, defer it to Procrastinate and return the stored task."""
-    args = _validate_submission(registry, request)
-    options: JSONValue = {
-        "max_attempts": request.max_attempts or registry[request.type].retry.max_attempts
-    }
-    job_id = await queue_app.configure_task(
-        request.type,
-        allow_unknown=False,
-        priority=request.priority,
-        queue=request.queue or DEFAULT_QUEUE,
-        schedule_at=request.run_at,
-    ).defer_async(**args, **{OPTIONS_KEY: options})
-    return await get_task(pool=pool, task_id=job_id)
+    idempotency_key: str | None = None,
+    idempotency_retention_seconds: float = 86_400.0,
+) -> tuple[TaskPublic, bool]:
+    """Validate a submission and queue it; return the task and whether it is new.
+
+    With an `idempotency_key` already used for the same request within the
+    retention window, the first task comes back instead (new = False). The key
+    and the job are written in one transaction: a crash keeps both or neither."""
+    task = _task_type(registry, request.type)
+    _check_params(task, request.params)
+    args = {**request.params, OPTIONS_KEY: _options(task, request)}
+    fingerprint = request_hash(request)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            if idempotency_key is not None:
+                earlier = await _claim_key(
+                    conn, idempotency_key, fingerprint, idempotency_retention_seconds
+                )
+                if earlier is not None:
+                    return await get_task(pool=pool, task_id=earlier), False
+            job_id = await database.fetchval(
+                conn,
+                "defer_task",
+                queue=request.queue or DEFAULT_QUEUE,
+                type=request.type,
+                priority=request.priority,
+                unique_key=request.unique_key,
+                args=args,
+                run_at=request.run_at,
+                delay_seconds=request.delay_seconds,
+            )
+            if idempotency_key is not None:
+                await database.execute(
+                    conn, "set_idempotency_job", key=idempotency_key, job_id=job_id
+                )
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name != _QUEUEING_LOCK_INDEX or request.unique_key is None:
+            raise
+        holder = await database.fetchval(
+            pool, "find_unique_key_holder", unique_key=request.unique_key
+        )
+        raise UniqueKeyTaken(request.unique_key, holder) from exc
+    return await get_task(pool=pool, task_id=job_id), True
 
 
-async def get_task(*, pool: database.Pool, task_id: int) -> TaskPublic:
-    """One task by id, or TaskNotFound."""
+async def _claim_key(
+    conn: database.Executor, key: str, fingerprint: str, retention_seconds: float
+) -> int | None:
+    """None if the key is ours to use; else the id of the task it already made."""
+    claimed = await database.fetchval(
+        conn,
+        "claim_idempotency_key",
+        key=key,
+        request_hash=fingerprint,
+        retention_seconds=retention_seconds,
+    )
+    if claimed is not None:
+        return None
+    row = await database.fetchrow(conn, "get_idempotency_key", key=key)
+    if row is None or row["job_id"] is None:  # its task was deleted meanwhile
+        return None
+    if row["request_hash"] != fingerprint:
+        raise IdempotencyKeyReused(key)
+    job_id: int = row["job_id"]
+    return job_id
+
+
+async def get_task(*, pool: database.Pool, task_id: int, with_history: bool = False) -> TaskPublic:
+    """One task by id (with every attempt if asked), or TaskNotFound."""
     row = await database.fetchrow(pool, "get_task", task_id=task_id)
     if row is None:
         raise TaskNotFound(task_id)
-    return TaskPublic.model_validate(dict(row))
+    task = TaskPublic.model_validate(dict(row))
+    if with_history:
+        attempts = await database.fetch(pool, "get_task_attempts", task_id=task_id)
+        task.attempt_history = [TaskAttempt.model_validate(dict(a)) for a in attempts]
+    return task
 
 
 async def cancel_task(*, pool: database.Pool, task_id: int) -> TaskPublic:
@@ -106,10 +207,22 @@ async def cancel_task(*, pool: database.Pool, task_id: int) -> TaskPublic:
 
     Returns the task: `cancelled` at once if it was pending, still `in_progress`
     (with `abort_requested`) if a worker is running it."""
-    cancelled = await database.fetchrow(pool, "cancel_task", task_id=task_id)
+    cancelled = await database.fetchval(pool, "cancel_task", task_id=task_id)
     task = await get_task(pool=pool, task_id=task_id)
-    if cancelled is None or cancelled["id"] is None:
+    if cancelled is None:
         raise TaskAlreadyFinished(task_id, task.status.value)
+    return task
+
+
+async def retry_task(*, pool: database.Pool, task_id: int) -> TaskPublic:
+    """Run a failed or cancelled task again, as a new attempt of the same task."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await database.fetchrow(conn, "retry_task", task_id=task_id)
+        if row is not None:
+            await database.execute(conn, "notify_queue", queue=row["queue_name"], task_id=task_id)
+    task = await get_task(pool=pool, task_id=task_id)
+    if row is None:
+        raise TaskNotRetryable(task_id, task.status.value)
     return task
 
 
@@ -131,14 +244,21 @@ async def list_tasks(*, pool: database.Pool, filters: TaskFilters) -> TasksPubli
     return TasksPublic(items=items, next_cursor=next_cursor)
 
 
+async def list_queues(*, pool: database.Pool) -> list[QueuePublic]:
+    """Every queue with tasks, with counts per status and its oldest pending wait."""
+    return [
+        QueuePublic.model_validate(dict(row)) for row in await database.fetch(pool, "list_queues")
+    ]
+
+
 async def check_health(*, pool: database.Pool) -> Health:
     """Whether the database answers, the schema is current and workers are alive."""
     try:
         applied = {row["name"] for row in await database.fetch(pool, "applied_migrations")}
-        workers = await database.fetchrow(
+        workers = await database.fetchval(
             pool, "count_live_workers", within_seconds=LIVE_WORKER_SECONDS
         )
-    except (PostgresError, InterfaceError, OSError, TimeoutError):
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
         return Health(
             status="unavailable",
             database=False,
@@ -152,5 +272,5 @@ async def check_health(*, pool: database.Pool) -> Health:
         database=True,
         schema_current=not missing,
         missing_migrations=missing,
-        workers=int(workers["workers"]) if workers else 0,
+        workers=int(workers or 0),
     )

@@ -49,21 +49,29 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     api_pool_size: int = Field(default=10, ge=1, description="asyncpg connections per API.")
-    queue_pool_size: int = Field(
-        default=4, ge=1, description="psycopg connections per API for deferring and cancelling."
-    )
 
     concurrency: int = Field(default=4, ge=1, description="Jobs one worker runs at once.")
     queues: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Queues the worker serves; empty means all."
     )
     poll_interval: float = Field(
-        default=1.0,
+        default=0.5,
         gt=0,
         description="Seconds between a worker's polls for due, retried and aborted jobs.",
     )
-    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    shutdown_grace_seconds: float = Field(
+        default=30.0, ge=0, description="On stop, how long running jobs may finish."
+    )
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
+    stalled_after_seconds: float = Field(
+        default=30.0, gt=0, description="A worker silent this long is dead; its tasks rescued."
+    )
+    rescue_interval_seconds: int = Field(
+        default=10, ge=1, le=59, description="How often the stalled-task rescue runs."
+    )
+    idempotency_retention_seconds: float = Field(
+        default=86_400.0, gt=0, description="How long an Idempotency-Key is remembered."
+    )
 
     @field_validator("task_modules", "queues", mode="before")
     @classmethod

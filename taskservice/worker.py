@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from taskservice.queue import build_queue_app
 from taskservice.registry import TaskRegistry
+from taskservice.rescue import INTERNAL_QUEUE
 from taskservice.settings import Settings
 
 # Beyond one connection per running job: the fetch loop, heartbeats, abort polls
@@ -26,8 +27,9 @@ async def run_worker(
     queue_app = build_queue_app(settings, registry, pool_size=worker_pool_size(settings))
     async with queue_app.open_async():
         if settings.queues:
+            queues = [*settings.queues, INTERNAL_QUEUE]
             await queue_app.run_worker_async(
-                queues=settings.queues, install_signal_handlers=install_signal_handlers
+                queues=queues, install_signal_handlers=install_signal_handlers
             )
         else:  # Procrastinate's default: every queue.
             await queue_app.run_worker_async(install_signal_handlers=install_signal_handlers)

@@ -89,7 +89,6 @@ def settings(database_url: str, tmp_path: Any) -> Settings:
         poll_interval=0.2,
         concurrency=4,
         api_pool_size=4,
-        queue_pool_size=2,
         shutdown_grace_seconds=5,
     )
 

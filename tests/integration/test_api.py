@@ -32,7 +32,7 @@ async def test_get_returns_what_submit_returned(client: httpx.AsyncClient) -> No
     task = await submit(client, type="echo", params={"value": [1, "two"]})
     response = await client.get(f"/tasks/{task['id']}")
     assert response.status_code == 200
-    assert response.json() == task
+    assert response.json() == {**task, "attempt_history": []}
 
 
 async def test_unknown_type_is_422_listing_known_types(client: httpx.AsyncClient) -> None:

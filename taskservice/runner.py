@@ -1,0 +1,81 @@
+"""Wraps a TaskType's function for Procrastinate: validated params, time limit, JSON result."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from procrastinate import JobContext
+from procrastinate.exceptions import JobAborted
+from procrastinate.job_context import AbortReason
+from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
+
+from taskservice.registry import TaskType
+from taskservice.retry import OPTIONS_KEY
+
+
+class TaskTimeout(Exception):
+    """A run went past its time limit; it counts as a failed attempt."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"ran longer than its time limit of {seconds:g} s")
+        self.seconds = seconds
+
+
+def _prepare(task: TaskType, kwargs: dict[str, Any]) -> tuple[BaseModel, float | None]:
+    options = kwargs.pop(OPTIONS_KEY, None)
+    limit = options.get("timeout_seconds") if isinstance(options, dict) else None
+    if not isinstance(limit, int | float):
+        limit = task.timeout_seconds
+    return task.params_model.model_validate(kwargs), limit
+
+
+def _args(task: TaskType, params: BaseModel, context: JobContext) -> tuple[Any, ...]:
+    return (params, context) if task.wants_context else (params,)
+
+
+def make_runner(task: TaskType) -> Callable[..., Any]:
+    """The function Procrastinate calls for `task` (with pass_context=True)."""
+    if task.is_async:
+
+        async def run_async(context: JobContext, **kwargs: Any) -> Any:
+            params, limit = _prepare(task, kwargs)
+            try:
+                async with asyncio.timeout(limit) as deadline:
+                    result = await task.func(*_args(task, params, context))
+            except TimeoutError as exc:
+                if limit is not None and deadline.expired():
+                    raise TaskTimeout(limit) from exc
+                raise
+            return to_jsonable_python(result)
+
+        runner: Callable[..., Any] = run_async
+    else:
+        # Procrastinate runs sync functions in a thread, which nothing can stop
+        # from outside: the time limit reaches the task through should_abort().
+        def run_sync(context: JobContext, **kwargs: Any) -> Any:
+            params, limit = _prepare(task, kwargs)
+            deadline = None if limit is None else time.monotonic() + limit
+
+            def timed_out() -> bool:
+                return deadline is not None and time.monotonic() > deadline
+
+            def abort_reason() -> AbortReason | None:
+                return context.abort_reason() or (AbortReason.USER_REQUEST if timed_out() else None)
+
+            try:
+                result = task.func(*_args(task, params, context.evolve(abort_reason=abort_reason)))
+            except JobAborted:
+                if context.abort_reason() is None and timed_out():
+                    raise TaskTimeout(limit or 0) from None
+                raise
+            if timed_out():  # it never checked: the result came too late
+                raise TaskTimeout(limit or 0)
+            return to_jsonable_python(result)
+
+        runner = run_sync
+    runner.__name__ = runner.__qualname__ = f"run_{task.name}"
+    return runner
