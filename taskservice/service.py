@@ -135,29 +135,21 @@ async def submit_task(
     _check_params(task, request.params)
     args = {**request.params, OPTIONS_KEY: _options(task, request)}
     fingerprint = request_hash(request)
+    earlier: int | None = None
     try:
+        # One connection for the whole transaction: nothing inside may take a
+        # second one from the pool, or concurrent requests could starve it.
         async with pool.acquire() as conn, conn.transaction():
             if idempotency_key is not None:
                 earlier = await _claim_key(
                     conn, idempotency_key, fingerprint, idempotency_retention_seconds
                 )
-                if earlier is not None:
-                    return await get_task(pool=pool, task_id=earlier), False
-            job_id = await database.fetchval(
-                conn,
-                "defer_task",
-                queue=request.queue or DEFAULT_QUEUE,
-                type=request.type,
-                priority=request.priority,
-                unique_key=request.unique_key,
-                args=args,
-                run_at=request.run_at,
-                delay_seconds=request.delay_seconds,
-            )
-            if idempotency_key is not None:
-                await database.execute(
-                    conn, "set_idempotency_job", key=idempotency_key, job_id=job_id
-                )
+            if earlier is None:
+                job_id = await _defer(conn, request, args)
+                if idempotency_key is not None:
+                    await database.execute(
+                        conn, "set_idempotency_job", key=idempotency_key, job_id=job_id
+                    )
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name != _QUEUEING_LOCK_INDEX or request.unique_key is None:
             raise
@@ -165,7 +157,24 @@ async def submit_task(
             pool, "find_unique_key_holder", unique_key=request.unique_key
         )
         raise UniqueKeyTaken(request.unique_key, holder) from exc
+    if earlier is not None:
+        return await get_task(pool=pool, task_id=earlier), False
     return await get_task(pool=pool, task_id=job_id), True
+
+
+async def _defer(conn: database.Executor, request: TaskCreate, args: dict[str, Any]) -> int:
+    job_id: int = await database.fetchval(
+        conn,
+        "defer_task",
+        queue=request.queue or DEFAULT_QUEUE,
+        type=request.type,
+        priority=request.priority,
+        unique_key=request.unique_key,
+        args=args,
+        run_at=request.run_at,
+        delay_seconds=request.delay_seconds,
+    )
+    return job_id
 
 
 async def _claim_key(

@@ -41,7 +41,7 @@ async def test_unknown_type_is_422_listing_known_types(client: httpx.AsyncClient
     [error] = response.json()["detail"]
     assert error["loc"] == ["body", "type"]
     assert "known types: echo, fail, sleep" in error["msg"]
-    assert error["ctx"]["known_types"] == ["echo", "fail", "sleep", "sync_wait"]
+    assert error["ctx"]["known_types"] == ["echo", "fail", "flaky", "nap", "sleep", "sync_wait"]
 
 
 async def test_bad_params_are_422_naming_the_param(client: httpx.AsyncClient) -> None:
