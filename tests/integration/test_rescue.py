@@ -1,0 +1,112 @@
+"""No task is left in progress when a worker dies (SIGKILL) or is stopped (SIGTERM)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+from taskservice.registry import TaskRegistry
+from taskservice.settings import Settings
+from tests.conftest import running_worker
+from tests.helpers import submit, wait_for_status
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST_RESCUE = {
+    "worker_heartbeat_seconds": 0.5,
+    "stalled_after_seconds": 2.0,
+    "rescue_interval_seconds": 1,
+}
+
+
+@contextmanager
+def worker_process(database_url: str, grace: float = 5.0) -> Iterator[subprocess.Popen[bytes]]:
+    """`taskservice worker` in its own process, as deployed."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "TASKSERVICE_TASK_MODULES": "tests.task_types",
+        "TASKSERVICE_MIGRATE_ON_START": "false",
+        "TASKSERVICE_POLL_INTERVAL": "0.2",
+        "TASKSERVICE_SHUTDOWN_GRACE_SECONDS": str(grace),
+        **{f"TASKSERVICE_{k.upper()}": str(v) for k, v in FAST_RESCUE.items()},
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "taskservice", "worker", "--concurrency", "2"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+
+
+def _exit_within(process: subprocess.Popen[bytes], seconds: float) -> float:
+    start = time.monotonic()
+    process.wait(timeout=seconds)
+    return time.monotonic() - start
+
+
+async def test_task_of_a_killed_worker_is_finished_by_another(
+    client: httpx.AsyncClient, settings: Settings, registry: TaskRegistry, database_url: str
+) -> None:
+    with worker_process(database_url) as doomed:
+        task = await submit(client, type="sleep", params={"seconds": 2})
+        await wait_for_status(client, task["id"], "in_progress", within=15)
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(timeout=10)
+    killed_at = datetime.now().astimezone()
+
+    async with running_worker(settings.model_copy(update=FAST_RESCUE), registry):
+        done = await wait_for_status(client, task["id"], "completed", within=20)
+    assert done["attempts"] == 2
+    first, second = done["attempt_history"]
+    assert first["outcome"] == "retry"
+    assert first["error"]["type"] == "worker_lost"
+    rescued_after = (datetime.fromisoformat(second["started_at"]) - killed_at).total_seconds()
+    # stalled after 2 s, rescue every 1 s, polling every 0.2 s: well under 5 s
+    assert rescued_after < 5, rescued_after
+
+
+async def test_sigterm_lets_a_short_task_finish(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    with worker_process(database_url, grace=10) as worker:
+        task = await submit(client, type="sleep", params={"seconds": 1})
+        await wait_for_status(client, task["id"], "in_progress", within=15)
+        worker.send_signal(signal.SIGTERM)
+        _exit_within(worker, 15)
+    done = await wait_for_status(client, task["id"], "completed", within=1)
+    assert done["attempts"] == 1
+
+
+async def test_sigterm_past_the_grace_period_puts_tasks_back_in_the_queue(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    with worker_process(database_url, grace=0.5) as worker:
+        tasks = [
+            await submit(client, type="sleep", params={"seconds": 60}, max_attempts=1),
+            await submit(client, type="sync_wait", params={"seconds": 60}, max_attempts=1),
+        ]
+        for task in tasks:
+            await wait_for_status(client, task["id"], "in_progress", within=15)
+        worker.send_signal(signal.SIGTERM)
+        assert _exit_within(worker, 15) < 5
+    for task in tasks:
+        back = (await client.get(f"/tasks/{task['id']}")).json()
+        assert back["status"] == "pending", back
+        assert back["error"]["type"] == "worker_shutdown"
+        assert back["attempt_history"][0]["outcome"] == "retry"
