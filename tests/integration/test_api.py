@@ -40,7 +40,7 @@ async def test_unknown_type_is_422_listing_known_types(client: httpx.AsyncClient
     assert response.status_code == 422
     [error] = response.json()["detail"]
     assert error["loc"] == ["body", "type"]
-    assert "known types: echo, fail, sleep" in error["msg"]
+    assert "known types: echo, fail, flaky, nap, sleep, sync_wait" in error["msg"]
     assert error["ctx"]["known_types"] == ["echo", "fail", "flaky", "nap", "sleep", "sync_wait"]
 
 
