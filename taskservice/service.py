@@ -74,39 +74,23 @@ def _check_params(task: TaskType, params: dict[str, Any]) -> None:
         ) from exc
 
 
+def _check_at_most(field: str, asked: float | None, limit: float | None, task: TaskType) -> None:
+    if asked is not None and limit is not None and asked > limit:
+        raise _invalid(
+            [field], f"at most {limit:g} for task type {task.name!r}", "less_than_equal", le=limit
+        )
+
+
 def _options(task: TaskType, request: TaskCreate) -> dict[str, Any]:
     """The per-job settings the worker reads, checked against the type's limits."""
     policy = task.retry
-    if request.max_attempts is not None and request.max_attempts > policy.max_attempts_limit:
-        raise _invalid(
-            ["max_attempts"],
-            f"at most {policy.max_attempts_limit} for task type {task.name!r}",
-            "less_than_equal",
-            le=policy.max_attempts_limit,
-        )
-    if request.backoff_seconds is not None and request.backoff_seconds > policy.max_backoff_seconds:
-        raise _invalid(
-            ["backoff_seconds"],
-            f"at most {policy.max_backoff_seconds:g} for task type {task.name!r}",
-            "less_than_equal",
-            le=policy.max_backoff_seconds,
-        )
-    limit = task.timeout_seconds
-    if (
-        request.timeout_seconds is not None
-        and limit is not None
-        and request.timeout_seconds > limit
-    ):
-        raise _invalid(
-            ["timeout_seconds"],
-            f"at most {limit:g}, the time limit of task type {task.name!r}",
-            "less_than_equal",
-            le=limit,
-        )
+    _check_at_most("max_attempts", request.max_attempts, policy.max_attempts_limit, task)
+    _check_at_most("backoff_seconds", request.backoff_seconds, policy.max_backoff_seconds, task)
+    _check_at_most("timeout_seconds", request.timeout_seconds, task.timeout_seconds, task)
     options: dict[str, Any] = {"max_attempts": request.max_attempts or policy.max_attempts}
     if request.backoff_seconds is not None:
         options["backoff_seconds"] = request.backoff_seconds
-    timeout = request.timeout_seconds or limit
+    timeout = request.timeout_seconds or task.timeout_seconds
     if timeout is not None:
         options["timeout_seconds"] = timeout
     return options
