@@ -90,7 +90,7 @@ async def test_running_async_task_is_aborted(client: httpx.AsyncClient, worker: 
     response = await client.delete(f"/tasks/{task['id']}")
     assert response.status_code == 202
     assert response.json()["abort_requested"] is True
-    cancelled = await wait_for_status(client, task["id"], "cancelled", within=3)
+    cancelled = await wait_for_status(client, task["id"], "cancelled", within=2)
     assert cancelled["error"]["type"] == "aborted"
     assert cancelled["finished_at"] is not None
     again = await client.delete(f"/tasks/{task['id']}")
@@ -101,7 +101,7 @@ async def test_running_sync_task_is_aborted(client: httpx.AsyncClient, worker: N
     task = await submit(client, type="sync_wait", params={"seconds": 60})
     await wait_for_status(client, task["id"], "in_progress")
     assert (await client.delete(f"/tasks/{task['id']}")).status_code == 202
-    await wait_for_status(client, task["id"], "cancelled", within=3)
+    await wait_for_status(client, task["id"], "cancelled", within=2)
 
 
 async def test_higher_priority_runs_first(
