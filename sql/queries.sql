@@ -115,8 +115,9 @@ UPDATE taskservice.task_records
 SET result = NULL, error = CAST(:error AS jsonb)
 WHERE job_id = :job_id;
 
--- name: prune_rescue_jobs
--- The rescue job runs every few seconds: keep only the newest finished one.
+-- name: prune_internal_jobs
+-- The service's own periodic jobs run every few seconds: keep only the newest
+-- finished one of each.
 DELETE FROM procrastinate_jobs
 WHERE task_name = :task_name
   AND id < :before_id
@@ -129,3 +130,135 @@ SELECT name FROM taskservice.schema_migrations ORDER BY name;
 SELECT count(*) AS workers
 FROM procrastinate_workers
 WHERE last_heartbeat > now() - make_interval(secs => :within_seconds);
+
+-- name: insert_schedule
+INSERT INTO taskservice.schedules
+    (name, source, type, params, cron, interval_seconds, timezone, priority, queue,
+     enabled, catch_up, next_run_at)
+VALUES
+    (:name, 'api', :type, CAST(:params AS jsonb), :cron, :interval_seconds, :timezone,
+     :priority, :queue, :enabled, :catch_up, :next_run_at)
+RETURNING id;
+
+-- name: sync_code_schedule
+-- A schedule declared in code: created, or updated to match the code, keeping
+-- its pause state; its next run is recomputed only when its timing changed.
+INSERT INTO taskservice.schedules AS s
+    (name, source, type, params, cron, interval_seconds, timezone, priority, queue,
+     catch_up, next_run_at)
+VALUES
+    (:name, 'code', :type, CAST(:params AS jsonb), :cron, :interval_seconds, :timezone,
+     :priority, :queue, :catch_up, :next_run_at)
+ON CONFLICT (name) DO UPDATE
+SET type = EXCLUDED.type, params = EXCLUDED.params, priority = EXCLUDED.priority,
+    queue = EXCLUDED.queue, catch_up = EXCLUDED.catch_up,
+    next_run_at = CASE
+        WHEN (s.cron, s.interval_seconds, s.timezone)
+             IS DISTINCT FROM (EXCLUDED.cron, EXCLUDED.interval_seconds, EXCLUDED.timezone)
+        THEN EXCLUDED.next_run_at ELSE s.next_run_at END,
+    cron = EXCLUDED.cron, interval_seconds = EXCLUDED.interval_seconds,
+    timezone = EXCLUDED.timezone, updated_at = now()
+WHERE s.source = 'code'
+RETURNING id;
+
+-- name: update_schedule
+UPDATE taskservice.schedules
+SET params = CAST(:params AS jsonb), cron = :cron, interval_seconds = :interval_seconds,
+    timezone = :timezone, priority = :priority, queue = :queue, enabled = :enabled,
+    catch_up = :catch_up, next_run_at = :next_run_at, updated_at = now()
+WHERE id = :schedule_id
+RETURNING id;
+
+-- name: set_schedule_enabled
+UPDATE taskservice.schedules
+SET enabled = :enabled, next_run_at = coalesce(:next_run_at, next_run_at), updated_at = now()
+WHERE id = :schedule_id
+RETURNING id;
+
+-- name: delete_schedule
+DELETE FROM taskservice.schedules WHERE id = :schedule_id AND source = 'api' RETURNING id;
+
+-- name: get_schedule_row
+SELECT * FROM taskservice.schedules WHERE id = :schedule_id;
+
+-- name: list_schedules
+-- Each schedule with its last run's task and its runs' outcomes so far.
+SELECT
+    s.*,
+    last_run.job_id AS last_task_id,
+    last_status.status AS last_task_status,
+    coalesce(counts.completed, 0) AS completed_runs,
+    coalesce(counts.failed, 0) AS failed_runs
+FROM taskservice.schedules AS s
+LEFT JOIN LATERAL (
+    SELECT r.job_id FROM taskservice.schedule_runs AS r
+    WHERE r.schedule_id = s.id ORDER BY r.due_at DESC LIMIT 1
+) AS last_run ON true
+LEFT JOIN taskservice.tasks AS last_status ON last_status.id = last_run.job_id
+LEFT JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE j.status = 'succeeded') AS completed,
+           count(*) FILTER (WHERE j.status = 'failed') AS failed
+    FROM taskservice.schedule_runs AS r
+    JOIN procrastinate_jobs AS j ON j.id = r.job_id
+    WHERE r.schedule_id = s.id
+) AS counts ON true
+WHERE CAST(:schedule_id AS bigint) IS NULL OR s.id = :schedule_id
+ORDER BY s.name;
+
+-- name: list_future_tasks
+-- Single tasks waiting for a time in the future (run_at or delay_seconds),
+-- soonest first: with include=one_off, GET /scheduler/jobs shows them too.
+SELECT t.*
+FROM taskservice.tasks AS t
+WHERE t.status = 'pending' AND t.scheduled_at > now() AND NOT t.internal
+  AND NOT EXISTS (SELECT 1 FROM taskservice.schedule_runs AS r WHERE r.job_id = t.id)
+ORDER BY t.scheduled_at
+LIMIT :limit;
+
+-- name: lock_due_schedules
+-- Dispatchers running at once split the due schedules between them.
+SELECT * FROM taskservice.schedules
+WHERE enabled AND next_run_at <= now()
+ORDER BY next_run_at
+FOR UPDATE SKIP LOCKED
+LIMIT :limit;
+
+-- name: claim_schedule_run
+INSERT INTO taskservice.schedule_runs (schedule_id, due_at)
+VALUES (:schedule_id, :due_at)
+ON CONFLICT DO NOTHING
+RETURNING due_at;
+
+-- name: set_schedule_run_job
+UPDATE taskservice.schedule_runs SET job_id = :job_id
+WHERE schedule_id = :schedule_id AND due_at = :due_at;
+
+-- name: advance_schedule
+UPDATE taskservice.schedules
+SET next_run_at = :next_run_at, last_run_at = coalesce(:last_run_at, last_run_at)
+WHERE id = :schedule_id;
+
+-- name: database_now
+SELECT now();
+
+-- name: prune_finished_jobs
+-- One batch of finished tasks older than the retention; their events, records,
+-- attempts and idempotency keys go with them (ON DELETE CASCADE).
+WITH old AS (
+    SELECT r.job_id
+    FROM taskservice.task_records AS r
+    JOIN procrastinate_jobs AS j ON j.id = r.job_id
+    WHERE r.finished_at < now() - make_interval(secs => :older_than_seconds)
+      AND j.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
+    LIMIT :batch_size
+    FOR UPDATE OF j SKIP LOCKED
+)
+DELETE FROM procrastinate_jobs WHERE id IN (SELECT job_id FROM old);
+
+-- name: prune_idempotency_keys
+DELETE FROM taskservice.idempotency_keys
+WHERE key IN (
+    SELECT key FROM taskservice.idempotency_keys
+    WHERE created_at < now() - make_interval(secs => :older_than_seconds)
+    LIMIT :batch_size
+);

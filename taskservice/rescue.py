@@ -57,7 +57,7 @@ def register_rescue(
                 # It finished, or another rescuer got it, since we looked.
                 logger.info("job %s moved on before it could be rescued", job.id)
         await execute(
-            app.connector, "prune_rescue_jobs", task_name=RESCUE_TASK, before_id=context.job.id
+            app.connector, "prune_internal_jobs", task_name=RESCUE_TASK, before_id=context.job.id
         )
         if retried or failed:
             logger.warning("rescued stalled jobs: %d retried, %d failed", retried, failed)
