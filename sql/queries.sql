@@ -252,13 +252,19 @@ WITH old AS (
       AND j.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
     LIMIT :batch_size
     FOR UPDATE OF j SKIP LOCKED
+), gone AS (
+    DELETE FROM procrastinate_jobs WHERE id IN (SELECT job_id FROM old) RETURNING 1
 )
-DELETE FROM procrastinate_jobs WHERE id IN (SELECT job_id FROM old);
+SELECT count(*) AS deleted FROM gone;
 
 -- name: prune_idempotency_keys
-DELETE FROM taskservice.idempotency_keys
-WHERE key IN (
-    SELECT key FROM taskservice.idempotency_keys
-    WHERE created_at < now() - make_interval(secs => :older_than_seconds)
-    LIMIT :batch_size
-);
+WITH gone AS (
+    DELETE FROM taskservice.idempotency_keys
+    WHERE key IN (
+        SELECT key FROM taskservice.idempotency_keys
+        WHERE created_at < now() - make_interval(secs => :older_than_seconds)
+        LIMIT :batch_size
+    )
+    RETURNING 1
+)
+SELECT count(*) AS deleted FROM gone;

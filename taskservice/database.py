@@ -51,27 +51,27 @@ async def create_pool(database_url: str, *, max_size: int) -> Pool:
     return pool
 
 
-async def fetch(db: Executor, name: str, **params: Any) -> list[asyncpg.Record]:
+async def fetch(db: Executor, name: str, /, **params: Any) -> list[asyncpg.Record]:
     """Run the named query; return its rows."""
     q = query(name)
     rows: list[asyncpg.Record] = await db.fetch(q.asyncpg_text, *q.asyncpg_args(params))
     return rows
 
 
-async def fetchrow(db: Executor, name: str, **params: Any) -> asyncpg.Record | None:
+async def fetchrow(db: Executor, name: str, /, **params: Any) -> asyncpg.Record | None:
     """Run the named query; return its first row, if any."""
     q = query(name)
     row: asyncpg.Record | None = await db.fetchrow(q.asyncpg_text, *q.asyncpg_args(params))
     return row
 
 
-async def fetchval(db: Executor, name: str, **params: Any) -> Any:
+async def fetchval(db: Executor, name: str, /, **params: Any) -> Any:
     """Run the named query; return the first column of its first row (None if no row)."""
     q = query(name)
     return await db.fetchval(q.asyncpg_text, *q.asyncpg_args(params))
 
 
-async def execute(db: Executor, name: str, **params: Any) -> None:
+async def execute(db: Executor, name: str, /, **params: Any) -> None:
     """Run the named query for its effect."""
     q = query(name)
     await db.execute(q.asyncpg_text, *q.asyncpg_args(params))

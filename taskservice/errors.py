@@ -50,6 +50,27 @@ class IdempotencyKeyReused(TaskServiceError):
         self.key = key
 
 
+class ScheduleNotFound(TaskServiceError):
+    def __init__(self, schedule_id: int) -> None:
+        super().__init__(f"no schedule with id {schedule_id}")
+        self.schedule_id = schedule_id
+
+
+class ScheduleReadOnly(TaskServiceError):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"schedule {name!r} is declared in code: change it there; here it can only be "
+            "paused, resumed or run now"
+        )
+        self.name = name
+
+
+class ScheduleNameTaken(TaskServiceError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a schedule named {name!r} exists already")
+        self.name = name
+
+
 class InvalidTaskRequest(TaskServiceError):
     """A submission that names an unknown type or carries bad params.
 

@@ -35,8 +35,9 @@ class TaskStatus(StrEnum):
 MAX_PARAMS_DEPTH = 64
 
 
-def _check_storable(value: Any, path: str = "params", depth: int = 0) -> None:
-    """Reject what JSON parsing lets through but PostgreSQL's jsonb cannot store."""
+def check_storable(value: Any, path: str = "params", depth: int = 0) -> None:
+    """Reject what JSON parsing lets through but PostgreSQL's jsonb cannot store
+    (or Procrastinate's recursive copy of args cannot take)."""
     if depth > MAX_PARAMS_DEPTH:
         raise ValueError(f"{path}: nested more than {MAX_PARAMS_DEPTH} levels deep")
     if isinstance(value, float) and not math.isfinite(value):
@@ -45,11 +46,11 @@ def _check_storable(value: Any, path: str = "params", depth: int = 0) -> None:
         raise ValueError(f"{path}: strings may not contain the NUL character")
     if isinstance(value, dict):
         for key, item in value.items():
-            _check_storable(key, f"{path} key", depth + 1)
-            _check_storable(item, f"{path}.{key}", depth + 1)
+            check_storable(key, f"{path} key", depth + 1)
+            check_storable(item, f"{path}.{key}", depth + 1)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _check_storable(item, f"{path}[{index}]", depth + 1)
+            check_storable(item, f"{path}[{index}]", depth + 1)
 
 
 class TaskCreate(BaseModel):
@@ -94,7 +95,7 @@ class TaskCreate(BaseModel):
     @field_validator("params")
     @classmethod
     def _params_storable(cls, value: dict[str, Any]) -> dict[str, Any]:
-        _check_storable(value)
+        check_storable(value)
         return value
 
 

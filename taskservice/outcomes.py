@@ -40,7 +40,7 @@ def describe_error(exc: BaseException, abort_reason: AbortReason | None = None) 
     return {"type": kind, "message": message, "traceback": None}
 
 
-async def execute(connector: BaseConnector, name: str, **params: Any) -> None:
+async def execute(connector: BaseConnector, name: str, /, **params: Any) -> None:
     """Run a named query on Procrastinate's connection pool (dicts and lists as JSON)."""
     encoded = {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in params.items()}
     # Shielded: an abort cancels the task, but its outcome must still be written.

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import procrastinate
 
+from taskservice.dispatcher import register_dispatcher
+from taskservice.housekeeping import cleanup_schedule
 from taskservice.outcomes import record_outcome
-from taskservice.registry import TaskRegistry
+from taskservice.registry import PeriodicSchedule, TaskRegistry
 from taskservice.rescue import register_rescue
 from taskservice.retry import ServiceRetryStrategy
 from taskservice.runner import make_runner
@@ -54,4 +56,13 @@ def build_queue_app(
         every_seconds=settings.rescue_interval_seconds,
         stalled_after_seconds=settings.stalled_after_seconds,
     )
+    register_dispatcher(app, registry, code_schedules(settings, registry))
     return app
+
+
+def code_schedules(settings: Settings, registry: TaskRegistry) -> list[PeriodicSchedule]:
+    """The schedules declared in code: the task modules' and the built-in clean-up."""
+    cleanup = cleanup_schedule(
+        settings.retention_days, settings.idempotency_retention_seconds / 86_400
+    )
+    return [*registry.schedules.values(), cleanup]

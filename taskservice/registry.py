@@ -11,10 +11,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from taskservice.errors import ConfigurationError
+from taskservice.timing import CatchUp, Timing
 
-BUILTIN_MODULE = "taskservice.builtin_tasks"
+BUILTIN_MODULES = ("taskservice.builtin_tasks", "taskservice.housekeeping")
 # Names of the service's internal jobs (see rescue.py); the tasks listing hides them.
 RESERVED_PREFIX = "taskservice."
+# The queue of the service's own jobs. Every worker serves it besides the
+# queues it is given, so whichever worker is alive runs them.
+INTERNAL_QUEUE = "taskservice"
 
 
 @dataclass(frozen=True)
@@ -94,10 +98,36 @@ def task_type(
 
 
 @dataclass(frozen=True)
+class PeriodicSchedule:
+    """A schedule declared in code, next to task types: synced into
+    taskservice.schedules (source 'code'), read-only through the API but pausable."""
+
+    name: str
+    type: str
+    params: dict[str, Any] = field(default_factory=dict)
+    cron: str | None = None
+    interval_seconds: float | None = None
+    timezone: str = "UTC"
+    priority: int = 0
+    queue: str = "default"
+    catch_up: CatchUp = "once"
+
+    def __post_init__(self) -> None:
+        self.timing  # noqa: B018 - validates cron, interval and time zone
+
+    @property
+    def timing(self) -> Timing:
+        return Timing(
+            cron=self.cron, interval_seconds=self.interval_seconds, timezone=self.timezone
+        )
+
+
+@dataclass(frozen=True)
 class TaskRegistry(Mapping[str, TaskType]):
-    """The task types this deployment knows, by name."""
+    """The task types (and code-declared schedules) this deployment knows, by name."""
 
     types: dict[str, TaskType]
+    schedules: dict[str, PeriodicSchedule] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> TaskType:
         return self.types[name]
@@ -110,13 +140,16 @@ class TaskRegistry(Mapping[str, TaskType]):
 
     @property
     def names(self) -> list[str]:
-        return sorted(self.types)
+        """The types clients may submit: all but the service's own."""
+        return sorted(name for name in self.types if not name.startswith(RESERVED_PREFIX))
 
 
 def load_registry(modules: Iterable[str] = ()) -> TaskRegistry:
-    """Collect the TaskType objects defined in the built-in module and in `modules`."""
+    """Collect the TaskType and PeriodicSchedule objects of the built-in modules
+    and of `modules`."""
     found: dict[str, tuple[str, TaskType]] = {}
-    for module_name in [BUILTIN_MODULE, *modules]:
+    schedules: dict[str, PeriodicSchedule] = {}
+    for module_name in [*BUILTIN_MODULES, *modules]:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
@@ -124,6 +157,8 @@ def load_registry(modules: Iterable[str] = ()) -> TaskRegistry:
                 f"cannot import task module {module_name!r} (TASKSERVICE_TASK_MODULES): {exc}"
             ) from exc
         for value in vars(module).values():
+            if isinstance(value, PeriodicSchedule):
+                schedules[value.name] = value
             if not isinstance(value, TaskType):
                 continue
             if value.name in found and found[value.name][1] is not value:
@@ -132,4 +167,10 @@ def load_registry(modules: Iterable[str] = ()) -> TaskRegistry:
                     f"{found[value.name][0]} and {module_name}"
                 )
             found[value.name] = (module_name, value)
-    return TaskRegistry(types={name: entry[1] for name, entry in found.items()})
+    types = {name: entry[1] for name, entry in found.items()}
+    for schedule in schedules.values():
+        if schedule.type not in types:
+            raise ConfigurationError(
+                f"schedule {schedule.name!r} runs unknown task type {schedule.type!r}"
+            )
+    return TaskRegistry(types=types, schedules=schedules)

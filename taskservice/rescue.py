@@ -9,14 +9,12 @@ from procrastinate import JobContext, exceptions
 from procrastinate.jobs import Status
 
 from taskservice.outcomes import describe_error, execute
+from taskservice.registry import INTERNAL_QUEUE
 from taskservice.retry import WorkerLost
 
 logger = logging.getLogger(__name__)
 
 RESCUE_TASK = "taskservice.rescue_stalled_jobs"
-# Every worker serves this queue besides the ones it is given (see worker.py),
-# so whichever worker is alive runs the rescue.
-INTERNAL_QUEUE = "taskservice"
 
 
 def register_rescue(

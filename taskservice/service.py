@@ -44,8 +44,9 @@ def _invalid(loc: list[str | int], msg: str, kind: str, **ctx: Any) -> InvalidTa
     return InvalidTaskRequest([error])
 
 
-def _task_type(registry: TaskRegistry, name: str) -> TaskType:
-    task = registry.get(name)
+def task_type_named(registry: TaskRegistry, name: str) -> TaskType:
+    """The task type called `name`, or a 422 naming the known ones."""
+    task = registry.get(name) if name in registry.names else None
     if task is None:
         raise _invalid(
             ["type"],
@@ -56,7 +57,8 @@ def _task_type(registry: TaskRegistry, name: str) -> TaskType:
     return task
 
 
-def _check_params(task: TaskType, params: dict[str, Any]) -> None:
+def check_params(task: TaskType, params: dict[str, Any]) -> None:
+    """Params valid for `task`, or a 422 naming each wrong one."""
     if OPTIONS_KEY in params:
         raise _invalid(
             ["params", OPTIONS_KEY],
@@ -115,8 +117,8 @@ async def submit_task(
     With an `idempotency_key` already used for the same request within the
     retention window, the first task comes back instead (new = False). The key
     and the job are written in one transaction: a crash keeps both or neither."""
-    task = _task_type(registry, request.type)
-    _check_params(task, request.params)
+    task = task_type_named(registry, request.type)
+    check_params(task, request.params)
     args = {**request.params, OPTIONS_KEY: _options(task, request)}
     fingerprint = request_hash(request)
     earlier: int | None = None

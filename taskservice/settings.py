@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     rescue_interval_seconds: int = Field(
         default=10, ge=1, le=59, description="How often the stalled-task rescue runs."
     )
+    retention_days: float = Field(
+        default=7, gt=0, description="Finished tasks older than this are deleted."
+    )
     idempotency_retention_seconds: float = Field(
         default=86_400.0, gt=0, description="How long an Idempotency-Key is remembered."
     )

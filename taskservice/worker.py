@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from taskservice.queue import build_queue_app
-from taskservice.registry import TaskRegistry
-from taskservice.rescue import INTERNAL_QUEUE
+from taskservice.registry import INTERNAL_QUEUE, TaskRegistry
 from taskservice.settings import Settings
 
 # Beyond one connection per running job: the fetch loop, heartbeats, abort polls

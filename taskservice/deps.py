@@ -1,0 +1,31 @@
+"""FastAPI dependencies: what a route needs from the app's state."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from taskservice import database
+from taskservice.registry import TaskRegistry
+from taskservice.settings import Settings
+
+
+def _pool(request: Request) -> database.Pool:
+    pool: database.Pool = request.app.state.pool
+    return pool
+
+
+def _registry(request: Request) -> TaskRegistry:
+    registry: TaskRegistry = request.app.state.registry
+    return registry
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+PoolDep = Annotated[database.Pool, Depends(_pool)]
+RegistryDep = Annotated[TaskRegistry, Depends(_registry)]
+SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -1,0 +1,92 @@
+"""Routes for /scheduler/jobs: periodic schedules, and what else will run later."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, Response, status
+
+from taskservice import scheduling
+from taskservice.deps import PoolDep, RegistryDep
+from taskservice.models import PG_BIGINT_MAX, TaskPublic
+from taskservice.schedule_models import (
+    ScheduleCreate,
+    ScheduledJobsPublic,
+    SchedulePublic,
+    ScheduleUpdate,
+)
+
+router = APIRouter(prefix="/scheduler/jobs", tags=["scheduler"])
+
+ScheduleId = Annotated[int, Path(ge=1, le=PG_BIGINT_MAX, description="The schedule's id.")]
+
+
+@router.get("", response_model=ScheduledJobsPublic)
+async def list_jobs(
+    pool: PoolDep,
+    include: Annotated[
+        Literal["one_off"] | None,
+        Query(description="`one_off` adds single tasks waiting for a future time."),
+    ] = None,
+) -> ScheduledJobsPublic:
+    """Every schedule (from code and from the API), and optionally future single tasks."""
+    return await scheduling.list_schedules(pool=pool, include_one_off=include == "one_off")
+
+
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=SchedulePublic, responses={409: {}}
+)
+async def create(
+    body: ScheduleCreate, response: Response, pool: PoolDep, reg: RegistryDep
+) -> SchedulePublic:
+    """Create a schedule; its type, params, cron and time zone are checked first."""
+    schedule = await scheduling.create_schedule(pool=pool, registry=reg, request=body)
+    response.headers["Location"] = f"/scheduler/jobs/{schedule.id}"
+    return schedule
+
+
+@router.get("/{schedule_id}", response_model=SchedulePublic, responses={404: {}})
+async def get(schedule_id: ScheduleId, pool: PoolDep) -> SchedulePublic:
+    """One schedule with its next and last run and its run counts."""
+    return await scheduling.get_schedule(pool=pool, schedule_id=schedule_id)
+
+
+@router.patch("/{schedule_id}", response_model=SchedulePublic, responses={404: {}, 409: {}})
+async def update(
+    schedule_id: ScheduleId, body: ScheduleUpdate, pool: PoolDep, reg: RegistryDep
+) -> SchedulePublic:
+    """Change a schedule made through the API (timing, params, enabled, ...)."""
+    return await scheduling.update_schedule(
+        pool=pool, registry=reg, schedule_id=schedule_id, patch=body
+    )
+
+
+@router.delete(
+    "/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT, responses={404: {}, 409: {}}
+)
+async def delete(schedule_id: ScheduleId, pool: PoolDep) -> None:
+    """Delete a schedule made through the API; tasks it already made stay."""
+    await scheduling.delete_schedule(pool=pool, schedule_id=schedule_id)
+
+
+@router.post("/{schedule_id}/pause", response_model=SchedulePublic, responses={404: {}})
+async def pause(schedule_id: ScheduleId, pool: PoolDep) -> SchedulePublic:
+    """Stop deferring runs (code-declared schedules too)."""
+    return await scheduling.set_schedule_enabled(pool=pool, schedule_id=schedule_id, enabled=False)
+
+
+@router.post("/{schedule_id}/resume", response_model=SchedulePublic, responses={404: {}})
+async def resume(schedule_id: ScheduleId, pool: PoolDep) -> SchedulePublic:
+    """Start again from the next due time; runs due while paused are skipped."""
+    return await scheduling.set_schedule_enabled(pool=pool, schedule_id=schedule_id, enabled=True)
+
+
+@router.post(
+    "/{schedule_id}/run",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TaskPublic,
+    responses={404: {}},
+)
+async def run_now(schedule_id: ScheduleId, pool: PoolDep, reg: RegistryDep) -> TaskPublic:
+    """Defer one run now, whatever the timing; returns the task."""
+    return await scheduling.run_schedule_now(pool=pool, registry=reg, schedule_id=schedule_id)
