@@ -3,8 +3,9 @@
 
 -- One row per task, with the service's status names. `params` hides the
 -- service's own `_options` key (per-submission settings read by the worker).
-DROP VIEW IF EXISTS taskservice.tasks;
-CREATE VIEW taskservice.tasks AS
+-- Other views (reporting, analysts' own) depend on it: change it only by adding
+-- columns at the end, which CREATE OR REPLACE allows.
+CREATE OR REPLACE VIEW taskservice.tasks AS
 SELECT
     j.id,
     j.task_name AS type,

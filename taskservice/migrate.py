@@ -75,7 +75,8 @@ async def _migrate_locked(conn: asyncpg.Connection) -> list[str]:
         applied.append(path.stem)
 
     async with conn.transaction():
-        await conn.execute((sql_dir() / "views.sql").read_text(encoding="utf-8"))
+        for views in ("views.sql", "reporting.sql"):
+            await conn.execute((sql_dir() / views).read_text(encoding="utf-8"))
     for name in applied:
         logger.info("applied migration %s", name)
     return applied

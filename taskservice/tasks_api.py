@@ -115,9 +115,18 @@ async def task_types(reg: RegistryDep) -> dict[str, Any]:
 
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
+@router.get("/health/ready", response_model=Health, responses={503: {"model": Health}})
 async def health(response: Response, pool: PoolDep) -> Health:
-    """Database reachable, schema current, and how many workers are alive."""
+    """Ready: database reachable and schema at the expected version (else 503);
+    also counts workers with a recent heartbeat."""
     result = await service.check_health(pool=pool)
     if result.status != "ok":
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return result
+
+
+@router.get("/health/live")
+async def live() -> dict[str, str]:
+    """Alive: the process answers. No database call, so a database outage does
+    not get every API replica restarted."""
+    return {"status": "ok"}

@@ -209,3 +209,10 @@ async def test_health_without_workers(client: httpx.AsyncClient) -> None:
         "missing_migrations": [],
         "workers": 0,
     }
+
+
+async def test_live_and_ready_probes(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/health/live")).json() == {"status": "ok"}
+    ready = await client.get("/health/ready")
+    assert ready.status_code == 200
+    assert ready.json()["schema_current"] is True
