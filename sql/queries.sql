@@ -101,9 +101,13 @@ LIMIT :limit;
 SELECT procrastinate_cancel_job_v1(:task_id, true, false) AS id;
 
 -- name: record_task_success
-UPDATE taskservice.task_records
+-- Returns how long the run waited to start, from when it was due.
+UPDATE taskservice.task_records AS r
 SET result = CAST(:result AS jsonb), error = NULL
-WHERE job_id = :job_id;
+FROM procrastinate_jobs AS j
+WHERE r.job_id = :job_id AND j.id = r.job_id
+RETURNING EXTRACT(EPOCH FROM r.started_at - greatest(r.created_at, j.scheduled_at))::float8
+    AS start_latency;
 
 -- name: record_task_failure
 WITH attempt AS (
@@ -111,9 +115,12 @@ WITH attempt AS (
     SET error = CAST(:error AS jsonb)
     WHERE job_id = :job_id AND finished_at IS NULL
 )
-UPDATE taskservice.task_records
+UPDATE taskservice.task_records AS r
 SET result = NULL, error = CAST(:error AS jsonb)
-WHERE job_id = :job_id;
+FROM procrastinate_jobs AS j
+WHERE r.job_id = :job_id AND j.id = r.job_id
+RETURNING EXTRACT(EPOCH FROM r.started_at - greatest(r.created_at, j.scheduled_at))::float8
+    AS start_latency;
 
 -- name: prune_internal_jobs
 -- The service's own periodic jobs run every few seconds: keep only the newest
@@ -268,3 +275,19 @@ WITH gone AS (
     RETURNING 1
 )
 SELECT count(*) AS deleted FROM gone;
+
+-- name: queue_depth
+-- For /metrics: pending and running tasks per queue (the status index serves
+-- it), and the wait of the oldest due pending one.
+SELECT
+    j.queue_name AS queue,
+    s.status,
+    count(*) AS tasks,
+    EXTRACT(EPOCH FROM now() - min(greatest(r.created_at, j.scheduled_at)) FILTER (
+        WHERE j.status = 'todo' AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())
+    ))::float8 AS oldest_due_seconds
+FROM procrastinate_jobs AS j
+JOIN taskservice.status_names AS s ON s.procrastinate_status = j.status
+LEFT JOIN taskservice.task_records AS r ON r.job_id = j.id
+WHERE j.status IN ('todo', 'doing')
+GROUP BY j.queue_name, s.status;

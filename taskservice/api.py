@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from taskservice import database, scheduler_api, tasks_api
 from taskservice.http_errors import install_error_handlers
+from taskservice.metrics import Metrics, observe_requests
 from taskservice.migrate import migrate
 from taskservice.queue import code_schedules
 from taskservice.registry import TaskRegistry, load_registry
@@ -16,12 +17,15 @@ from taskservice.scheduling import sync_code_schedules
 from taskservice.settings import Settings
 
 
-def create_app(settings: Settings, *, registry: TaskRegistry | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, *, registry: TaskRegistry | None = None, metrics: Metrics | None = None
+) -> FastAPI:
     """The API on `settings.database_url` (resolved: see database.resolve_database_url)."""
     if settings.database_url is None:
         raise ValueError("create_app needs settings with a database_url")
     database_url = settings.database_url
     task_registry = registry or load_registry(settings.task_modules)
+    app_metrics = metrics or Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -32,6 +36,7 @@ def create_app(settings: Settings, *, registry: TaskRegistry | None = None) -> F
             app.state.pool = pool
             app.state.registry = task_registry
             app.state.settings = settings
+            app.state.metrics = app_metrics
             await sync_code_schedules(pool=pool, schedules=code_schedules(settings, task_registry))
             yield
         finally:
@@ -43,6 +48,7 @@ def create_app(settings: Settings, *, registry: TaskRegistry | None = None) -> F
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    observe_requests(app, app_metrics)
     app.include_router(tasks_api.router)
     app.include_router(scheduler_api.router)
     return app

@@ -9,11 +9,15 @@ import logging
 import sys
 from collections.abc import Sequence
 
+import asyncpg
+import pydantic
 import uvicorn
 
 from taskservice.api import create_app
 from taskservice.database import resolve_database_url
 from taskservice.errors import TaskServiceError
+from taskservice.logs import configure_logging
+from taskservice.metrics import Metrics
 from taskservice.migrate import migrate
 from taskservice.registry import load_registry
 from taskservice.settings import Settings
@@ -69,9 +73,14 @@ def _settings(args: argparse.Namespace) -> Settings:
 async def _up(settings: Settings) -> None:
     registry = load_registry(settings.task_modules)
     await migrate(settings.database_url or "")
-    app = create_app(settings.model_copy(update={"migrate_on_start": False}), registry=registry)
+    metrics = Metrics()  # one set for both halves, served by the API's /metrics
+    app = create_app(
+        settings.model_copy(update={"migrate_on_start": False}), registry=registry, metrics=metrics
+    )
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port))
-    worker = asyncio.create_task(run_worker(settings, registry, install_signal_handlers=False))
+    worker = asyncio.create_task(
+        run_worker(settings, registry, install_signal_handlers=False, metrics=metrics)
+    )
     try:
         await server.serve()
     finally:
@@ -90,11 +99,16 @@ async def _worker(settings: Settings) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `taskservice` console script."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     try:
-        settings = resolve_database_url(_settings(args))
+        settings = _settings(args)
+    except pydantic.ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            name = "TASKSERVICE_" + "_".join(str(part) for part in error["loc"]).upper()
+            print(f"taskservice: {name}: {error['msg']}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format, settings.log_level)
+    try:
+        settings = resolve_database_url(settings)
         assert settings.database_url is not None
         if args.command == "migrate":
             applied = asyncio.run(migrate(settings.database_url))
@@ -110,6 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (OSError, ConnectionError) as exc:
         print(f"taskservice: cannot reach the database: {exc}", file=sys.stderr)
+        return 1
+    except asyncpg.PostgresError as exc:
+        print(f"taskservice: the database refused: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

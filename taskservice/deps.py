@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from taskservice import database
+from taskservice.metrics import Metrics
 from taskservice.registry import TaskRegistry
 from taskservice.settings import Settings
 
@@ -26,6 +27,12 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
+def _metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+MetricsDep = Annotated[Metrics, Depends(_metrics)]
 PoolDep = Annotated[database.Pool, Depends(_pool)]
 RegistryDep = Annotated[TaskRegistry, Depends(_registry)]
 SettingsDep = Annotated[Settings, Depends(_settings)]

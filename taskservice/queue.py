@@ -6,7 +6,8 @@ import procrastinate
 
 from taskservice.dispatcher import register_dispatcher
 from taskservice.housekeeping import cleanup_schedule
-from taskservice.outcomes import record_outcome
+from taskservice.metrics import Metrics
+from taskservice.outcomes import outcome_recorder
 from taskservice.registry import PeriodicSchedule, TaskRegistry
 from taskservice.rescue import register_rescue
 from taskservice.retry import ServiceRetryStrategy
@@ -17,7 +18,11 @@ DEFAULT_QUEUE = "default"
 
 
 def build_queue_app(
-    settings: Settings, registry: TaskRegistry, *, pool_size: int
+    settings: Settings,
+    registry: TaskRegistry,
+    *,
+    pool_size: int,
+    metrics: Metrics | None = None,
 ) -> procrastinate.App:
     """A Procrastinate App on `settings.database_url` with every task type registered.
 
@@ -41,7 +46,7 @@ def build_queue_app(
             "stalled_worker_timeout": settings.stalled_after_seconds,
             "shutdown_graceful_timeout": settings.shutdown_grace_seconds,
             "delete_jobs": "never",
-            "worker_middleware": [record_outcome],
+            "worker_middleware": [outcome_recorder(metrics)],
         },
     )
     for task in registry.values():

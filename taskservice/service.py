@@ -18,6 +18,7 @@ from taskservice.errors import (
     TaskNotRetryable,
     UniqueKeyTaken,
 )
+from taskservice.metrics import Metrics
 from taskservice.migrate import migration_names
 from taskservice.models import (
     Health,
@@ -269,3 +270,14 @@ async def check_health(*, pool: database.Pool) -> Health:
         missing_migrations=missing,
         workers=int(workers or 0),
     )
+
+
+async def read_queue_depth(*, pool: database.Pool, metrics: Metrics) -> None:
+    """Set the queue gauges from PostgreSQL (one indexed query per scrape)."""
+    rows = await database.fetch(pool, "queue_depth")
+    metrics.queue_tasks.clear()
+    metrics.queue_oldest_pending.clear()
+    for row in rows:
+        metrics.queue_tasks.labels(row["queue"], row["status"]).set(row["tasks"])
+        if row["oldest_due_seconds"] is not None:
+            metrics.queue_oldest_pending.labels(row["queue"]).set(row["oldest_due_seconds"])

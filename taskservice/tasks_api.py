@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from taskservice import service
-from taskservice.deps import PoolDep, RegistryDep, SettingsDep
+from taskservice.deps import MetricsDep, PoolDep, RegistryDep, SettingsDep
 from taskservice.models import (
     PG_BIGINT_MAX,
     Health,
@@ -45,6 +47,7 @@ async def submit(
     pool: PoolDep,
     reg: RegistryDep,
     settings: SettingsDep,
+    metrics: MetricsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> TaskPublic:
     """Submit a task; its params are checked against its type before it is stored."""
@@ -56,7 +59,9 @@ async def submit(
         idempotency_retention_seconds=settings.idempotency_retention_seconds,
     )
     response.headers["Location"] = f"/tasks/{task.id}"
-    if not created:
+    if created:
+        metrics.submitted.labels(task.type, task.queue).inc()
+    else:
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
     return task
@@ -79,10 +84,14 @@ async def get_task(task_id: TaskId, pool: PoolDep) -> TaskPublic:
     response_model=TaskPublic,
     responses={202: {"model": TaskPublic}, 404: {}, 409: {}},
 )
-async def cancel(task_id: TaskId, response: Response, pool: PoolDep) -> TaskPublic:
+async def cancel(
+    task_id: TaskId, response: Response, pool: PoolDep, metrics: MetricsDep
+) -> TaskPublic:
     """Cancel a pending task (200), or ask a running one to stop (202)."""
     task = await service.cancel_task(pool=pool, task_id=task_id)
-    if task.status is not TaskStatus.CANCELLED:
+    if task.status is TaskStatus.CANCELLED:
+        metrics.cancelled.labels(task.type, task.queue).inc()
+    else:  # running: its worker counts it when it stops
         response.status_code = status.HTTP_202_ACCEPTED
     return task
 
@@ -130,3 +139,10 @@ async def live() -> dict[str, str]:
     """Alive: the process answers. No database call, so a database outage does
     not get every API replica restarted."""
     return {"status": "ok"}
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def metrics_endpoint(pool: PoolDep, metrics: MetricsDep) -> PlainTextResponse:
+    """Prometheus metrics; queue depth is read from PostgreSQL on each scrape."""
+    await service.read_queue_depth(pool=pool, metrics=metrics)
+    return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE_LATEST)

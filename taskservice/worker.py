@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from procrastinate import App
+from prometheus_client import start_http_server
+
+from taskservice.metrics import Metrics
 from taskservice.queue import build_queue_app
 from taskservice.registry import INTERNAL_QUEUE, TaskRegistry
 from taskservice.settings import Settings
@@ -17,13 +21,35 @@ def worker_pool_size(settings: Settings) -> int:
 
 
 async def run_worker(
-    settings: Settings, registry: TaskRegistry, *, install_signal_handlers: bool = True
+    settings: Settings,
+    registry: TaskRegistry,
+    *,
+    install_signal_handlers: bool = True,
+    metrics: Metrics | None = None,
 ) -> None:
     """Run jobs until stopped (SIGINT/SIGTERM, or cancelling this coroutine).
 
     Stopping is graceful: running jobs get `shutdown_grace_seconds` to finish,
-    then are aborted and retried by another worker."""
-    queue_app = build_queue_app(settings, registry, pool_size=worker_pool_size(settings))
+    then are aborted and retried by another worker. Without `metrics` (given by
+    `taskservice up`, whose API serves them), the worker serves its own on
+    `settings.host:settings.metrics_port` when that port is set."""
+    server = None
+    if metrics is None and settings.metrics_port is not None:
+        metrics = Metrics()
+        server, _ = start_http_server(
+            settings.metrics_port, addr=settings.host, registry=metrics.registry
+        )
+    queue_app = build_queue_app(
+        settings, registry, pool_size=worker_pool_size(settings), metrics=metrics
+    )
+    try:
+        await _run(queue_app, settings, install_signal_handlers)
+    finally:
+        if server is not None:
+            server.shutdown()
+
+
+async def _run(queue_app: App, settings: Settings, install_signal_handlers: bool) -> None:
     async with queue_app.open_async():
         if settings.queues:
             queues = [*settings.queues, INTERNAL_QUEUE]

@@ -14,6 +14,7 @@ import pytest
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from taskservice.api import create_app
+from taskservice.metrics import Metrics
 from taskservice.migrate import migrate
 from taskservice.registry import TaskRegistry, load_registry
 from taskservice.settings import Settings
@@ -90,6 +91,7 @@ def settings(database_url: str, tmp_path: Any) -> Settings:
         concurrency=4,
         api_pool_size=4,
         shutdown_grace_seconds=5,
+        metrics_port=None,
     )
 
 
@@ -112,9 +114,13 @@ async def client(settings: Settings, registry: TaskRegistry) -> AsyncIterator[ht
 
 
 @contextlib.asynccontextmanager
-async def running_worker(settings: Settings, registry: TaskRegistry) -> AsyncIterator[None]:
+async def running_worker(
+    settings: Settings, registry: TaskRegistry, metrics: Metrics | None = None
+) -> AsyncIterator[None]:
     """A real Procrastinate worker in this event loop, stopped gracefully on exit."""
-    task = asyncio.create_task(run_worker(settings, registry, install_signal_handlers=False))
+    task = asyncio.create_task(
+        run_worker(settings, registry, install_signal_handlers=False, metrics=metrics)
+    )
     await asyncio.sleep(0.3)  # let it register and LISTEN before the test defers
     if task.done():
         task.result()

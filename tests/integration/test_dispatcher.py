@@ -98,16 +98,18 @@ async def _missed_runs(
             "name": "hourly",
             "type": "echo",
             "params": {"value": 1},
-            "cron": "0 * * * *",
+            # Hourly at half an hour from now: no run is near "on time" during the test.
+            "cron": f"{(dt.datetime.now(dt.UTC).minute + 30) % 60} * * * *",
             "catch_up": catch_up,
         },
     )
-    schedule_id = created.json()["id"]
+    schedule = created.json()
+    schedule_id = schedule["id"]
     # Five hourly runs went by with no worker.
     await db.execute(
-        "UPDATE taskservice.schedules "
-        "SET next_run_at = date_trunc('hour', now()) - interval '5 hours' WHERE id = $1",
+        "UPDATE taskservice.schedules SET next_run_at = $2 WHERE id = $1",
         schedule_id,
+        datetime_of(schedule["next_run_at"]) - dt.timedelta(hours=6),
     )
     assert isinstance(queue_app.connector, procrastinate.PsycopgConnector)
     await dispatch_due(queue_app.connector, registry)

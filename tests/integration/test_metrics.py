@@ -1,0 +1,80 @@
+"""/metrics: counters move as tasks run; queue depth is read from PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from taskservice.api import create_app
+from taskservice.metrics import Metrics
+from taskservice.registry import TaskRegistry
+from taskservice.settings import Settings
+from tests.conftest import running_worker
+from tests.helpers import submit, wait_for_status
+
+
+@pytest.fixture
+async def shared() -> Metrics:
+    return Metrics()
+
+
+@pytest.fixture
+async def up_client(
+    settings: Settings, registry: TaskRegistry, shared: Metrics
+) -> AsyncIterator[httpx.AsyncClient]:
+    """API and worker sharing one set of metrics, as `taskservice up` runs them."""
+    app = create_app(settings, registry=registry, metrics=shared)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
+    ):
+        yield http
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        match = re.fullmatch(rf"{name}\{{(.*)\}} (\S+)", line)
+        if match and ",".join(sorted(match.group(1).split(","))) == wanted:
+            return float(match.group(2))
+    return 0.0
+
+
+async def test_counters_move_as_tasks_run(
+    up_client: httpx.AsyncClient, settings: Settings, registry: TaskRegistry, shared: Metrics
+) -> None:
+    async with running_worker(settings, registry, metrics=shared):
+        ok = await submit(up_client, type="echo", params={"value": 1})
+        bad = await submit(up_client, type="fail", params={}, max_attempts=2, backoff_seconds=0.1)
+        await wait_for_status(up_client, ok["id"], "completed")
+        await wait_for_status(up_client, bad["id"], "failed")
+        waiting = await submit(up_client, type="echo", params={"value": 2}, delay_seconds=600)
+        await up_client.delete(f"/tasks/{waiting['id']}")
+        text = (await up_client.get("/metrics")).text
+    echo = {"type": "echo", "queue": "default"}
+    fail = {"type": "fail", "queue": "default"}
+    assert value(text, "taskservice_tasks_submitted_total", **echo) == 2
+    assert value(text, "taskservice_tasks_started_total", **echo) == 1
+    assert value(text, "taskservice_tasks_completed_total", **echo) == 1
+    assert value(text, "taskservice_tasks_cancelled_total", **echo) == 1
+    assert value(text, "taskservice_tasks_started_total", **fail) == 2
+    assert value(text, "taskservice_tasks_retried_total", **fail) == 1
+    assert value(text, "taskservice_tasks_failed_total", **fail) == 1
+    assert value(text, "taskservice_task_duration_seconds_count", **echo) == 1
+    assert value(text, "taskservice_task_start_latency_seconds_count", **echo) == 1
+    assert (
+        value(text, "taskservice_http_requests_total", method="POST", route="/tasks", status="201")
+        == 3
+    )
+    assert "taskservice.dispatch_schedules" not in text  # the service's own jobs stay out
+
+
+async def test_queue_depth_is_read_on_scrape(up_client: httpx.AsyncClient) -> None:
+    for _ in range(3):
+        await submit(up_client, type="echo", params={"value": 1}, queue="mail")
+    text = (await up_client.get("/metrics")).text
+    assert value(text, "taskservice_queue_tasks", queue="mail", status="pending") == 3
+    assert value(text, "taskservice_queue_oldest_pending_seconds", queue="mail") > 0
