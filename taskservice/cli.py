@@ -14,6 +14,7 @@ import pydantic
 import uvicorn
 
 from taskservice.api import create_app
+from taskservice.client_cli import add_client_commands, run_client_command
 from taskservice.database import resolve_database_url
 from taskservice.errors import TaskServiceError
 from taskservice.logs import configure_logging
@@ -58,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a queue to serve; repeat for several (default: all) (TASKSERVICE_QUEUES)",
     )
     commands.add_parser("migrate", help="create or update the database schema, then exit")
+    add_client_commands(commands)
     return parser
 
 
@@ -99,6 +101,9 @@ async def _worker(settings: Settings) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `taskservice` console script."""
     args = _parser().parse_args(argv)
+    if getattr(args, "client_command", None) is not None:
+        # Operator commands talk to a running service over REST: no database here.
+        return run_client_command(args)
     try:
         settings = _settings(args)
     except pydantic.ValidationError as exc:

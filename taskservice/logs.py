@@ -41,6 +41,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(event, default=str)
 
 
+class QuietInternalJobs(logging.Filter):
+    """Drop the info lines of the service's own jobs (the dispatcher runs every
+    second): they would drown everything else. Their warnings and errors stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        job = getattr(record, "job", None)
+        internal = isinstance(job, dict) and str(job.get("task_name", "")).startswith(
+            "taskservice."
+        )
+        return not internal or record.levelno >= logging.WARNING
+
+
 def configure_logging(log_format: LogFormat = "auto", level: str = "INFO") -> None:
     """Send logs to stderr as JSON lines (`json`, or `auto` when stderr is not a
     terminal) or as text (`text`, or `auto` at a terminal)."""
@@ -51,6 +63,7 @@ def configure_logging(log_format: LogFormat = "auto", level: str = "INFO") -> No
         if use_json
         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
+    handler.addFilter(QuietInternalJobs())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -36,3 +36,17 @@ def test_plain_records_are_one_line() -> None:
     line = JsonFormatter().format(record)
     assert "\n" not in line
     assert "ValueError: boom" in json.loads(line)["exception"]
+
+
+def test_info_lines_of_internal_jobs_are_dropped() -> None:
+    from taskservice.logs import QuietInternalJobs
+
+    def record(task_name: str, level: int) -> logging.LogRecord:
+        rec = logging.LogRecord("procrastinate.worker", level, __file__, 1, "m", (), None)
+        rec.job = {"task_name": task_name}
+        return rec
+
+    quiet = QuietInternalJobs()
+    assert not quiet.filter(record("taskservice.dispatch_schedules", logging.INFO))
+    assert quiet.filter(record("taskservice.dispatch_schedules", logging.ERROR))
+    assert quiet.filter(record("echo", logging.INFO))
