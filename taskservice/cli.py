@@ -79,7 +79,9 @@ async def _up(settings: Settings) -> None:
     app = create_app(
         settings.model_copy(update={"migrate_on_start": False}), registry=registry, metrics=metrics
     )
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None)
+    )
     worker = asyncio.create_task(
         run_worker(settings, registry, install_signal_handlers=False, metrics=metrics)
     )
@@ -119,7 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             applied = asyncio.run(migrate(settings.database_url))
             print("applied: " + ", ".join(applied) if applied else "schema already current")
         elif args.command == "api":
-            uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+            uvicorn.run(
+                create_app(settings), host=settings.host, port=settings.port, log_config=None
+            )
         elif args.command == "worker":
             asyncio.run(_worker(settings))
         else:
