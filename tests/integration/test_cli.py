@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,12 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.service import free_port, running_service
 
 
 def _http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
@@ -43,34 +36,11 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _service(data_dir: Path, port: int) -> Iterator[str]:
-    """`taskservice up` on the embedded PostgreSQL, stopped with SIGINT like Ctrl-C."""
-    log = (data_dir.parent / f"up-{port}.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "taskservice", "up", "--port", str(port), "--concurrency", "2"],
-        env=_env(TASKSERVICE_DATA_DIR=str(data_dir), TASKSERVICE_POLL_INTERVAL="0.2"),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, (data_dir.parent / f"up-{port}.log").read_text()
-            with contextlib.suppress(OSError):
-                if _http("GET", f"{base}/health")[0] == 200:
-                    break
-            assert time.monotonic() < deadline, "service did not become healthy in 90 s"
-            time.sleep(0.2)
+def _service(data_dir: Path) -> Iterator[str]:
+    """`taskservice up` on the embedded PostgreSQL (no DATABASE_URL)."""
+    env = _env(TASKSERVICE_DATA_DIR=str(data_dir), TASKSERVICE_POLL_INTERVAL="0.2")
+    with running_service(env, data_dir.parent, "--concurrency", "2") as base:
         yield base
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
-        log.close()
 
 
 def _wait_completed(base: str, task_id: int) -> dict[str, Any]:
@@ -86,13 +56,13 @@ def _wait_completed(base: str, task_id: int) -> dict[str, Any]:
 
 def test_up_without_database_url_uses_embedded_postgres_that_keeps_data(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    with _service(data_dir, _free_port()) as base:
+    with _service(data_dir) as base:
         status, task = _http("POST", f"{base}/tasks", {"type": "echo", "params": {"value": 42}})
         assert status == 201
         assert _wait_completed(base, task["id"])["result"] == 42
     assert (data_dir / "pgdata" / "PG_VERSION").is_file()
 
-    with _service(data_dir, _free_port()) as base:
+    with _service(data_dir) as base:
         status, again = _http("GET", f"{base}/tasks/{task['id']}")
         assert status == 200
         assert again["result"] == 42
@@ -111,7 +81,7 @@ def _taskservice(command: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 def test_migrate_against_unreachable_database_fails_with_a_message() -> None:
     result = _taskservice(
-        "migrate", DATABASE_URL=f"postgresql://postgres@127.0.0.1:{_free_port()}/nope"
+        "migrate", DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/nope"
     )
     assert result.returncode == 1
     assert "cannot reach the database" in result.stderr

@@ -3,16 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,30 +12,14 @@ from typing import Any
 import pytest
 
 from taskservice.client_cli import add_client_commands, run_client_command
+from tests.service import free_port, running_service
 
 Capsys = pytest.CaptureFixture[str]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return bool(response.status == 200)
-    except urllib.error.HTTPError:
-        return False
-
-
 @pytest.fixture
 def service(database_url: str, tmp_path: Path) -> Iterator[str]:
-    """`taskservice up` on this test's database, stopped with SIGINT like Ctrl-C."""
-    port = _free_port()
-    log_path = tmp_path / f"up-{port}.log"
+    """`taskservice up` on this test's database."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKSERVICE_")}
     env.update(
         DATABASE_URL=database_url,
@@ -51,32 +27,8 @@ def service(database_url: str, tmp_path: Path) -> Iterator[str]:
         TASKSERVICE_DATA_DIR=str(tmp_path / "data"),
         TASKSERVICE_POLL_INTERVAL="0.2",
     )
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "taskservice", "up", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 90
-            while True:
-                assert process.poll() is None, log_path.read_text()
-                with contextlib.suppress(OSError):
-                    if _healthy(f"{base}/health"):
-                        break
-                assert time.monotonic() < deadline, "service did not become healthy in 90 s"
-                time.sleep(0.2)
-            yield base
-        finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-                raise
+    with running_service(env, tmp_path) as base:
+        yield base
 
 
 def _run(*argv: str) -> int:
@@ -228,7 +180,7 @@ def test_schedules_lists_the_built_in_ones(service: str, capsys: Capsys) -> None
 
 
 def test_unreachable_service(capsys: Capsys) -> None:
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     assert _run("ls", "--url", url) == 2
     captured = capsys.readouterr()
     assert f"cannot reach taskservice at {url}" in captured.err
