@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from procrastinate import App
 from prometheus_client import start_http_server
 
@@ -9,6 +11,8 @@ from taskservice.metrics import Metrics
 from taskservice.queue import build_queue_app
 from taskservice.registry import INTERNAL_QUEUE, TaskRegistry
 from taskservice.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 # Beyond one connection per running job: the fetch loop, heartbeats, abort polls
 # and result writes. LISTEN uses its own connection outside the pool.
@@ -36,9 +40,20 @@ async def run_worker(
     server = None
     if metrics is None and settings.metrics_port is not None:
         metrics = Metrics()
-        server, _ = start_http_server(
-            settings.metrics_port, addr=settings.host, registry=metrics.registry
-        )
+        try:
+            server, _ = start_http_server(
+                settings.metrics_port, addr=settings.host, registry=metrics.registry
+            )
+        except OSError as exc:
+            # Several workers on one machine: the first takes the port. A worker
+            # without metrics still works; say how to give each its own.
+            logger.warning(
+                "metrics port %s:%s unavailable (%s); this worker serves no metrics: "
+                "give each worker its own TASKSERVICE_METRICS_PORT",
+                settings.host,
+                settings.metrics_port,
+                exc,
+            )
     queue_app = build_queue_app(
         settings, registry, pool_size=worker_pool_size(settings), metrics=metrics
     )
@@ -47,6 +62,7 @@ async def run_worker(
     finally:
         if server is not None:
             server.shutdown()
+            server.server_close()
 
 
 async def _run(queue_app: App, settings: Settings, install_signal_handlers: bool) -> None:
