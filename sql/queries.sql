@@ -87,7 +87,10 @@ ORDER BY j.queue_name;
 -- The service's own jobs (the stalled-task rescue) show only when asked for by type.
 SELECT t.*
 FROM taskservice.tasks AS t
-WHERE (CAST(:status AS text) IS NULL OR t.status = :status)
+WHERE (
+    CAST(:status AS text) IS NULL
+    OR t.procrastinate_status = ANY (taskservice.procrastinate_statuses(:status))
+  )
   AND (CAST(:type AS text) IS NULL AND NOT t.internal OR t.type = :type)
   AND (CAST(:queue AS text) IS NULL OR t.queue = :queue)
   AND (CAST(:created_after AS timestamptz) IS NULL OR t.created_at >= :created_after)

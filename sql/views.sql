@@ -25,7 +25,9 @@ SELECT
     r.started_at,
     r.finished_at,
     r.result,
-    r.error
+    r.error,
+    -- Procrastinate's own status: filtering on it lets the planner use its index.
+    j.status AS procrastinate_status
 FROM public.procrastinate_jobs AS j
 JOIN taskservice.status_names AS s ON s.procrastinate_status = j.status
 LEFT JOIN taskservice.task_records AS r ON r.job_id = j.id;

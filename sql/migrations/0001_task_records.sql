@@ -78,6 +78,19 @@ INSERT INTO taskservice.status_names (procrastinate_status, status) VALUES
     ('cancelled', 'cancelled'),
     ('aborted', 'cancelled');
 
+-- The other way round, for filters: IMMUTABLE so that the planner folds a call
+-- with a constant into the array itself and sees, from the statistics, that
+-- `failed` is rare and its index is the way in. True as long as status_names
+-- only changes through migrations.
+CREATE FUNCTION taskservice.procrastinate_statuses(status text)
+    RETURNS public.procrastinate_job_status[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT array_agg(n.procrastinate_status)
+    FROM taskservice.status_names AS n
+    WHERE n.status = procrastinate_statuses.status
+$$;
+
 -- Listing is newest first (id DESC) under optional filters on status, type and
 -- queue: each gets an index that serves that order.
 CREATE INDEX taskservice_jobs_status_id_idx ON public.procrastinate_jobs (status, id);
