@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -23,8 +23,6 @@ from taskservice.migrate import migrate
 from taskservice.registry import load_registry
 from taskservice.settings import Settings
 from taskservice.worker import run_worker
-
-logger = logging.getLogger("taskservice")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -100,9 +98,17 @@ async def _worker(settings: Settings) -> None:
     await run_worker(settings, registry)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    # uvicorn re-raises the SIGTERM it caught once it has shut down; by default
+    # that kills the process on the spot, before atexit stops the embedded
+    # PostgreSQL. As SystemExit, every cleanup runs.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `taskservice` console script."""
     args = _parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if getattr(args, "client_command", None) is not None:
         # Operator commands talk to a running service over REST: no database here.
         return run_client_command(args)

@@ -30,9 +30,11 @@ def _healthy(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def running_service(env: dict[str, str], log_dir: Path, *args: str) -> Iterator[str]:
+def running_service(
+    env: dict[str, str], log_dir: Path, *args: str, stop: signal.Signals = signal.SIGINT
+) -> Iterator[str]:
     """`taskservice up` (plus `args`) with `env`; yields its base URL once healthy
-    (within 90 s), then stops it with SIGINT like Ctrl-C."""
+    (within 90 s), then stops it with `stop` (SIGINT, as Ctrl-C does)."""
     port = free_port()
     log_path = log_dir / f"up-{port}.log"
     with log_path.open("w") as log:
@@ -54,7 +56,7 @@ def running_service(env: dict[str, str], log_dir: Path, *args: str) -> Iterator[
                 time.sleep(0.2)
             yield base
         finally:
-            process.send_signal(signal.SIGINT)
+            process.send_signal(stop)
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,6 +14,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from tests.service import free_port, running_service
 
@@ -36,11 +39,26 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _service(data_dir: Path) -> Iterator[str]:
+def _service(data_dir: Path, stop: signal.Signals = signal.SIGINT) -> Iterator[str]:
     """`taskservice up` on the embedded PostgreSQL (no DATABASE_URL)."""
     env = _env(TASKSERVICE_DATA_DIR=str(data_dir), TASKSERVICE_POLL_INTERVAL="0.2")
-    with running_service(env, data_dir.parent, "--concurrency", "2") as base:
+    with running_service(env, data_dir.parent, "--concurrency", "2", stop=stop) as base:
         yield base
+
+
+def _embedded_servers(pgdata: Path) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        if process.info["name"] == "postgres" and str(pgdata) in (process.info["cmdline"] or []):
+            found.append(process)
+    return found
+
+
+def _assert_stopped(pgdata: Path) -> None:
+    deadline = time.monotonic() + 15
+    while _embedded_servers(pgdata):
+        assert time.monotonic() < deadline, "the embedded PostgreSQL is still running"
+        time.sleep(0.2)
 
 
 def _wait_completed(base: str, task_id: int) -> dict[str, Any]:
@@ -56,16 +74,28 @@ def _wait_completed(base: str, task_id: int) -> dict[str, Any]:
 
 def test_up_without_database_url_uses_embedded_postgres_that_keeps_data(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
+    pgdata = data_dir / "pgdata"
     with _service(data_dir) as base:
         status, task = _http("POST", f"{base}/tasks", {"type": "echo", "params": {"value": 42}})
         assert status == 201
         assert _wait_completed(base, task["id"])["result"] == 42
-    assert (data_dir / "pgdata" / "PG_VERSION").is_file()
+        assert _embedded_servers(pgdata)
+    assert (pgdata / "PG_VERSION").is_file()
+    _assert_stopped(pgdata)  # Ctrl-C stops it
 
-    with _service(data_dir) as base:
+    # A user of the server that died without cleaning up does not keep it alive.
+    (pgdata / ".handle_pids.json").write_text(json.dumps([_dead_pid()]))
+    with _service(data_dir, stop=signal.SIGTERM) as base:
         status, again = _http("GET", f"{base}/tasks/{task['id']}")
         assert status == 200
         assert again["result"] == 42
+    _assert_stopped(pgdata)  # and so does SIGTERM
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
 
 
 def _taskservice(command: str, **env: str) -> subprocess.CompletedProcess[str]:
