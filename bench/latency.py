@@ -109,19 +109,29 @@ async def _server_side(conn: psycopg.AsyncConnection, runs: int) -> dict[str, li
 
 
 @contextlib.contextmanager
-def _processes(database_url: str) -> Iterator[int]:
-    """`taskservice up` (queue `default`) and the bare worker (queue `bare`); yields the port."""
+def _processes(database_url: str, split: bool) -> Iterator[int]:
+    """taskservice (queue `default`) and the bare worker (queue `bare`); yields the
+    API's port. `split`: API and worker as two processes, as deployed at scale;
+    otherwise `taskservice up`, one process for both."""
     port = _free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "TASKSERVICE_QUEUES": "default"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "TASKSERVICE_QUEUES": "default",
+        "TASKSERVICE_METRICS_PORT": str(_free_port()),
+    }
     quiet = {"env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    service = subprocess.Popen(
-        [sys.executable, "-m", "taskservice", "up", "--port", str(port)], **quiet
-    )
-    bare = subprocess.Popen([sys.executable, str(HERE / "bare_worker.py")], **quiet)
+    command = [sys.executable, "-m", "taskservice"]
+    processes = [subprocess.Popen([sys.executable, str(HERE / "bare_worker.py")], **quiet)]
+    if split:
+        processes.append(subprocess.Popen([*command, "api", "--port", str(port)], **quiet))
+        processes.append(subprocess.Popen([*command, "worker"], **quiet))
+    else:
+        processes.append(subprocess.Popen([*command, "up", "--port", str(port)], **quiet))
     try:
         yield port
     finally:
-        for process in (service, bare):
+        for process in processes:
             process.terminate()
             process.wait(timeout=30)
 
@@ -165,13 +175,16 @@ async def _run(database_url: str, port: int, runs: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument(
+        "--split", action="store_true", help="run the API and the worker as two processes"
+    )
     args = parser.parse_args()
     server = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     with _fresh_database(server) as url:
         from taskservice.migrate import migrate
 
         asyncio.run(migrate(url))
-        with _processes(url) as port:
+        with _processes(url, args.split) as port:
             asyncio.run(_run(url, port, args.runs))
 
 
