@@ -108,5 +108,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def schedule_name_taken(_: Request, exc: ScheduleNameTaken) -> JSONResponse:
         return _problem(409, ["body", "name"], str(exc), "name_taken")
 
-    for exc_type in (OSError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError):
+    # A database that restarts or drops connections: the client may retry.
+    for exc_type in (
+        OSError,
+        asyncpg.InterfaceError,
+        asyncpg.PostgresConnectionError,  # 08xxx: connection lost or refused
+        asyncpg.OperatorInterventionError,  # 57xxx: admin shutdown, cannot connect now
+        # A connection whose server went away mid-protocol; the pool replaces it.
+        asyncpg.InternalClientError,
+    ):
         app.add_exception_handler(exc_type, database_unavailable)

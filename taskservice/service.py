@@ -254,7 +254,14 @@ async def check_health(*, pool: database.Pool) -> Health:
         workers = await database.fetchval(
             pool, "count_live_workers", within_seconds=LIVE_WORKER_SECONDS
         )
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+    except (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+        OSError,
+        TimeoutError,
+    ):
+        # Any failure here means "not ready": the probe must answer, not raise.
         return Health(
             status="unavailable",
             database=False,

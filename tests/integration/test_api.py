@@ -216,3 +216,28 @@ async def test_live_and_ready_probes(client: httpx.AsyncClient) -> None:
     ready = await client.get("/health/ready")
     assert ready.status_code == 200
     assert ready.json()["schema_current"] is True
+
+
+async def test_dropped_database_connections_are_503_then_recover(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    """A database restart kills the API's connections: clients get a 503 they can
+    retry, never a 500, and the next requests work again."""
+    import asyncpg
+
+    task = await submit(client, type="echo", params={"value": 1})
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'taskservice-api' AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    codes = [(await client.get(f"/tasks/{task['id']}")).status_code for _ in range(5)]
+    assert set(codes) <= {200, 503}, codes
+    assert codes[-1] == 200
+    failed = [c for c in codes if c == 503]
+    if failed:
+        response = await client.get("/nowhere")  # still answering
+        assert response.status_code == 404
