@@ -125,6 +125,20 @@ WHERE r.job_id = :job_id AND j.id = r.job_id
 RETURNING EXTRACT(EPOCH FROM r.started_at - greatest(r.created_at, j.scheduled_at))::float8
     AS start_latency;
 
+-- name: record_lost_run
+-- After the rescue moved a job on (the status trigger closed its run): give
+-- that run, the job's latest, and the task the error.
+WITH attempt AS (
+    UPDATE taskservice.task_attempts
+    SET error = CAST(:error AS jsonb)
+    WHERE job_id = :job_id
+      AND attempt = (SELECT max(a.attempt) FROM taskservice.task_attempts AS a
+                     WHERE a.job_id = :job_id)
+)
+UPDATE taskservice.task_records
+SET result = NULL, error = CAST(:error AS jsonb)
+WHERE job_id = :job_id;
+
 -- name: prune_internal_jobs
 -- The service's own periodic jobs run every few seconds: keep only the newest
 -- finished one of each.

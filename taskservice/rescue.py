@@ -41,9 +41,6 @@ def register_rescue(
             task = app.tasks.get(job.task_name)
             strategy = task.retry_strategy if task else None
             decision = strategy.get_retry_decision(exception=lost, job=job) if strategy else None
-            await execute(
-                app.connector, "record_task_failure", job_id=job.id, error=describe_error(lost)
-            )
             try:
                 if decision is not None:
                     await app.job_manager.retry_job(job, retry_at=decision.retry_at)
@@ -52,8 +49,16 @@ def register_rescue(
                     await app.job_manager.finish_job(job, status=Status.FAILED, delete_job=False)
                     failed += 1
             except exceptions.ConnectorException:
-                # It finished, or another rescuer got it, since we looked.
+                # It finished, or another rescuer got it, since we looked: its
+                # record is its own worker's to write.
                 logger.info("job %s moved on before it could be rescued", job.id)
+                continue
+            # Written once the job has moved, so a run that finished meanwhile
+            # keeps its result. The trigger closed the attempt; this gives it
+            # (and the task) the error.
+            await execute(
+                app.connector, "record_lost_run", job_id=job.id, error=describe_error(lost)
+            )
         await execute(
             app.connector, "prune_internal_jobs", task_name=RESCUE_TASK, before_id=context.job.id
         )
