@@ -281,6 +281,20 @@ WITH old AS (
 )
 SELECT count(*) AS deleted FROM gone;
 
+-- name: prune_schedule_runs
+-- Run records past the retention: the dispatcher never looks back that far, so
+-- they no longer guard against a double run.
+WITH gone AS (
+    DELETE FROM taskservice.schedule_runs
+    WHERE (schedule_id, due_at) IN (
+        SELECT schedule_id, due_at FROM taskservice.schedule_runs
+        WHERE deferred_at < now() - make_interval(secs => :older_than_seconds)
+        LIMIT :batch_size
+    )
+    RETURNING 1
+)
+SELECT count(*) AS deleted FROM gone;
+
 -- name: prune_idempotency_keys
 WITH gone AS (
     DELETE FROM taskservice.idempotency_keys

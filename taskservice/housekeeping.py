@@ -36,7 +36,8 @@ async def _delete_in_batches(context: JobContext, name: str, **params: Any) -> i
 
 async def cleanup(params: CleanupParams, context: JobContext) -> dict[str, int]:
     """Delete finished tasks older than the retention, with their events, results,
-    attempts, schedule-run links and idempotency keys; and expired idempotency keys."""
+    attempts and idempotency keys; schedule-run records as old; and expired
+    idempotency keys."""
     seconds = params.older_than_days * 86_400
     tasks = await _delete_in_batches(
         context, "prune_finished_jobs", older_than_seconds=seconds, batch_size=params.batch_size
@@ -47,7 +48,10 @@ async def cleanup(params: CleanupParams, context: JobContext) -> dict[str, int]:
         older_than_seconds=params.idempotency_key_days * 86_400,
         batch_size=params.batch_size,
     )
-    return {"deleted_tasks": tasks, "deleted_idempotency_keys": keys}
+    runs = await _delete_in_batches(
+        context, "prune_schedule_runs", older_than_seconds=seconds, batch_size=params.batch_size
+    )
+    return {"deleted_tasks": tasks, "deleted_idempotency_keys": keys, "deleted_schedule_runs": runs}
 
 
 # Built directly, not with @task_type: the `taskservice.` prefix is reserved for these.

@@ -37,6 +37,7 @@ CREATE TABLE taskservice.schedule_runs (
 );
 
 CREATE INDEX schedule_runs_job_id_idx ON taskservice.schedule_runs (job_id);
+CREATE INDEX schedule_runs_deferred_at_idx ON taskservice.schedule_runs (deferred_at);
 
 -- The clean-up finds finished tasks by age.
 CREATE INDEX task_records_finished_at_idx ON taskservice.task_records (finished_at)

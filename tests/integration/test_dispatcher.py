@@ -143,9 +143,15 @@ async def test_cleanup_prunes_old_finished_tasks_only(
     )
     schedules = (await client.get("/scheduler/jobs")).json()["schedules"]
     [cleanup] = [s for s in schedules if s["name"] == "taskservice.cleanup"]
+    await db.execute(
+        "INSERT INTO taskservice.schedule_runs (schedule_id, due_at, deferred_at) "
+        "VALUES ($1, now() - interval '9 days', now() - interval '9 days')",
+        cleanup["id"],
+    )
     run = (await client.post(f"/scheduler/jobs/{cleanup['id']}/run")).json()
     done = await wait_for_status(client, run["id"], "completed")
     assert done["result"]["deleted_tasks"] == 1
+    assert done["result"]["deleted_schedule_runs"] == 1  # the old one, not today's
     assert (await client.get(f"/tasks/{old['id']}")).status_code == 404
     assert (await client.get(f"/tasks/{recent['id']}")).status_code == 200
     assert (await client.get(f"/tasks/{waiting['id']}")).status_code == 200
