@@ -36,22 +36,25 @@ def _migration_files() -> list[Path]:
     return sorted((sql_dir() / "migrations").glob("*.sql"))
 
 
-async def migrate(database_url: str) -> list[str]:
+async def migrate(database_url: str, *, from_schema_file: bool = True) -> list[str]:
     """Bring the database to the current schema; return the names of what was applied.
 
-    Safe to run on every start and from several processes at once."""
+    A database without the service's schema gets sql/schema.sql in one go
+    (unless `from_schema_file` is false: tests walk the migrations instead);
+    one with an older version gets the missing migrations. Safe to run on every
+    start and from several processes at once."""
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _ADVISORY_LOCK_KEY)
         try:
-            return await _migrate_locked(conn)
+            return await _migrate_locked(conn, from_schema_file)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _ADVISORY_LOCK_KEY)
     finally:
         await conn.close()
 
 
-async def _migrate_locked(conn: asyncpg.Connection) -> list[str]:
+async def _migrate_locked(conn: asyncpg.Connection, from_schema_file: bool) -> list[str]:
     await conn.execute(_BOOTSTRAP)
     done = {
         row["name"] for row in await conn.fetch("SELECT name FROM taskservice.schema_migrations")
@@ -66,9 +69,15 @@ async def _migrate_locked(conn: asyncpg.Connection) -> list[str]:
             await _record(conn, PROCRASTINATE_SCHEMA)
         applied.append(PROCRASTINATE_SCHEMA)
 
-    for path in _migration_files():
-        if path.stem in done:
-            continue
+    pending = [path for path in _migration_files() if path.stem not in done]
+    if pending and from_schema_file and done <= {PROCRASTINATE_SCHEMA}:
+        async with conn.transaction():
+            await conn.execute((sql_dir() / "schema.sql").read_text(encoding="utf-8"))
+            for path in pending:
+                await _record(conn, path.stem)
+        applied.extend(path.stem for path in pending)
+        pending = []
+    for path in pending:
         async with conn.transaction():
             await conn.execute(path.read_text(encoding="utf-8"))
             await _record(conn, path.stem)

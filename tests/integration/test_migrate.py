@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import asyncpg
+from pytest_postgresql.janitor import DatabaseJanitor
 
 from taskservice.migrate import migrate, migration_names
+from tests.pg import Server
 
 
 async def _recorded(url: str) -> list[str]:
@@ -49,3 +52,55 @@ async def test_existing_procrastinate_install_is_adopted(empty_database_url: str
     assert row is not None
     assert (row["type"], row["status"]) == ("echo", "pending")
     assert row["created_at"] is not None
+
+
+SNAPSHOT = """
+SELECT 'column', table_name || '.' || column_name,
+       data_type || ' ' || is_nullable || ' ' || coalesce(column_default, '')
+FROM information_schema.columns WHERE table_schema = 'taskservice'
+UNION ALL
+SELECT 'constraint', conrelid::regclass::text || ' ' || conname, pg_get_constraintdef(oid)
+FROM pg_constraint WHERE connamespace = 'taskservice'::regnamespace
+UNION ALL
+SELECT 'index', indexname, indexdef FROM pg_indexes
+WHERE schemaname = 'taskservice' OR indexname LIKE 'taskservice%'
+UNION ALL
+SELECT 'function', p.proname, pg_get_functiondef(p.oid)
+FROM pg_proc p WHERE p.pronamespace = 'taskservice'::regnamespace
+UNION ALL
+SELECT 'trigger', tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname LIKE 'taskservice%'
+UNION ALL
+SELECT 'view', viewname, definition FROM pg_views WHERE schemaname = 'taskservice'
+UNION ALL
+SELECT 'status', procrastinate_status::text, status FROM taskservice.status_names
+ORDER BY 1, 2
+"""
+
+
+async def _snapshot(url: str) -> list[tuple[str, str, str]]:
+    conn = await asyncpg.connect(url)
+    try:
+        return [tuple(row) for row in await conn.fetch(SNAPSHOT)]
+    finally:
+        await conn.close()
+
+
+async def test_schema_file_and_migrations_give_the_same_schema(
+    empty_database_url: str, pg_server: Server
+) -> None:
+    """sql/schema.sql (what a fresh install gets) and sql/migrations (what an
+    existing install walks through) must end in the same database."""
+    await migrate(empty_database_url, from_schema_file=False)
+    walked = await _snapshot(empty_database_url)
+    name = f"taskservice_schema_file_{os.getpid()}"
+    with DatabaseJanitor(
+        user=pg_server.user,
+        host=pg_server.host,
+        port=pg_server.port,
+        password=pg_server.password,
+        dbname=name,
+    ):
+        url = pg_server.url(name)
+        assert await migrate(url) == migration_names()
+        assert await _snapshot(url) == walked
+    assert len(walked) > 50
