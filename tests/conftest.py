@@ -43,7 +43,8 @@ def pg_server() -> Iterator[Server]:
         handle.cleanup()
 
 
-def _janitor(server: Server, dbname: str, **kwargs: Any) -> DatabaseJanitor:
+def janitor(server: Server, dbname: str, **kwargs: Any) -> DatabaseJanitor:
+    """pytest-postgresql's janitor for database `dbname` on `server`."""
     return DatabaseJanitor(
         user=server.user,
         host=server.host,
@@ -58,7 +59,7 @@ def _janitor(server: Server, dbname: str, **kwargs: Any) -> DatabaseJanitor:
 def template_db(pg_server: Server) -> Iterator[str]:
     """A database migrated once; every test gets a copy of it."""
     name = f"taskservice_template_{os.getpid()}"
-    janitor = _janitor(pg_server, name, as_template=True)
+    janitor = janitor(pg_server, name, as_template=True)
     janitor.drop()
     with janitor:
         asyncio.run(migrate(pg_server.url(name)))
@@ -69,7 +70,7 @@ def template_db(pg_server: Server) -> Iterator[str]:
 def database_url(pg_server: Server, template_db: str) -> Iterator[str]:
     """A fresh database, cloned from the migrated template, dropped after the test."""
     name = f"taskservice_test_{os.getpid()}_{next(_counter)}"
-    with _janitor(pg_server, name, template_dbname=template_db):
+    with janitor(pg_server, name, template_dbname=template_db):
         yield pg_server.url(name)
 
 
@@ -77,7 +78,7 @@ def database_url(pg_server: Server, template_db: str) -> Iterator[str]:
 def empty_database_url(pg_server: Server) -> Iterator[str]:
     """A fresh database with nothing in it, dropped after the test."""
     name = f"taskservice_empty_{os.getpid()}_{next(_counter)}"
-    with _janitor(pg_server, name):
+    with janitor(pg_server, name):
         yield pg_server.url(name)
 
 

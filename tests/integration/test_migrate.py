@@ -6,9 +6,9 @@ import asyncio
 import os
 
 import asyncpg
-from pytest_postgresql.janitor import DatabaseJanitor
 
 from taskservice.migrate import migrate, migration_names
+from tests.conftest import janitor
 from tests.pg import Server
 
 
@@ -93,13 +93,7 @@ async def test_schema_file_and_migrations_give_the_same_schema(
     await migrate(empty_database_url, from_schema_file=False)
     walked = await _snapshot(empty_database_url)
     name = f"taskservice_schema_file_{os.getpid()}"
-    with DatabaseJanitor(
-        user=pg_server.user,
-        host=pg_server.host,
-        port=pg_server.port,
-        password=pg_server.password,
-        dbname=name,
-    ):
+    with janitor(pg_server, name):
         url = pg_server.url(name)
         assert await migrate(url) == migration_names()
         assert await _snapshot(url) == walked
