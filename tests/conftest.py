@@ -59,9 +59,9 @@ def janitor(server: Server, dbname: str, **kwargs: Any) -> DatabaseJanitor:
 def template_db(pg_server: Server) -> Iterator[str]:
     """A database migrated once; every test gets a copy of it."""
     name = f"taskservice_template_{os.getpid()}"
-    janitor = janitor(pg_server, name, as_template=True)
-    janitor.drop()
-    with janitor:
+    template = janitor(pg_server, name, as_template=True)
+    template.drop()
+    with template:
         asyncio.run(migrate(pg_server.url(name)))
         yield name
 
