@@ -308,17 +308,32 @@ WITH gone AS (
 SELECT count(*) AS deleted FROM gone;
 
 -- name: queue_depth
--- For /metrics: pending and running tasks per queue (the status index serves
--- it), and the wait of the oldest due pending one.
+-- For /metrics: pending and running tasks per queue (read through the status
+-- index), and the wait of the oldest due pending task: the oldest unscheduled
+-- one is the smallest id (one record lookup), scheduled and retried ones are
+-- few and read through the same index.
+WITH live AS (
+    SELECT
+        j.queue_name AS queue,
+        j.status,
+        count(*) AS tasks,
+        min(j.id) FILTER (WHERE j.status = 'todo' AND j.scheduled_at IS NULL) AS oldest_id
+    FROM procrastinate_jobs AS j
+    WHERE j.status IN ('todo', 'doing')
+    GROUP BY j.queue_name, j.status
+), due_scheduled AS (
+    SELECT j.queue_name AS queue, min(greatest(r.created_at, j.scheduled_at)) AS since
+    FROM procrastinate_jobs AS j
+    JOIN taskservice.task_records AS r ON r.job_id = j.id
+    WHERE j.status = 'todo' AND j.scheduled_at <= now()
+    GROUP BY j.queue_name
+)
 SELECT
-    j.queue_name AS queue,
+    l.queue,
     s.status,
-    count(*) AS tasks,
-    EXTRACT(EPOCH FROM now() - min(greatest(r.created_at, j.scheduled_at)) FILTER (
-        WHERE j.status = 'todo' AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())
-    ))::float8 AS oldest_due_seconds
-FROM procrastinate_jobs AS j
-JOIN taskservice.status_names AS s ON s.procrastinate_status = j.status
-LEFT JOIN taskservice.task_records AS r ON r.job_id = j.id
-WHERE j.status IN ('todo', 'doing')
-GROUP BY j.queue_name, s.status;
+    l.tasks,
+    EXTRACT(EPOCH FROM now() - least(r.created_at, d.since))::float8 AS oldest_due_seconds
+FROM live AS l
+JOIN taskservice.status_names AS s ON s.procrastinate_status = l.status
+LEFT JOIN taskservice.task_records AS r ON r.job_id = l.oldest_id
+LEFT JOIN due_scheduled AS d ON d.queue = l.queue AND l.status = 'todo';

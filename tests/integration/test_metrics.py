@@ -78,3 +78,28 @@ async def test_queue_depth_is_read_on_scrape(up_client: httpx.AsyncClient) -> No
     text = (await up_client.get("/metrics")).text
     assert value(text, "taskservice_queue_tasks", queue="mail", status="pending") == 3
     assert value(text, "taskservice_queue_oldest_pending_seconds", queue="mail") > 0
+
+
+async def test_oldest_pending_counts_from_when_a_task_became_due(
+    up_client: httpx.AsyncClient, database_url: str
+) -> None:
+    import asyncpg
+
+    late = await submit(up_client, type="echo", params={"value": 1}, queue="late", delay_seconds=60)
+    conn = await asyncpg.connect(database_url)
+    try:  # it became due 30 s ago, and was created 90 s ago
+        await conn.execute(
+            "UPDATE procrastinate_jobs SET scheduled_at = now() - interval '30 seconds' "
+            "WHERE id = $1",
+            late["id"],
+        )
+        await conn.execute(
+            "UPDATE taskservice.task_records SET created_at = now() - interval '90 seconds' "
+            "WHERE job_id = $1",
+            late["id"],
+        )
+    finally:
+        await conn.close()
+    await submit(up_client, type="echo", params={"value": 2}, queue="late")  # due now
+    text = (await up_client.get("/metrics")).text
+    assert 29 < value(text, "taskservice_queue_oldest_pending_seconds", queue="late") < 40
