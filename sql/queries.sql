@@ -113,21 +113,8 @@ RETURNING EXTRACT(EPOCH FROM r.started_at - greatest(r.created_at, j.scheduled_a
     AS start_latency;
 
 -- name: record_task_failure
-WITH attempt AS (
-    UPDATE taskservice.task_attempts
-    SET error = CAST(:error AS jsonb)
-    WHERE job_id = :job_id AND finished_at IS NULL
-)
-UPDATE taskservice.task_records AS r
-SET result = NULL, error = CAST(:error AS jsonb)
-FROM procrastinate_jobs AS j
-WHERE r.job_id = :job_id AND j.id = r.job_id
-RETURNING EXTRACT(EPOCH FROM r.started_at - greatest(r.created_at, j.scheduled_at))::float8
-    AS start_latency;
-
--- name: record_lost_run
--- After the rescue moved a job on (the status trigger closed its run): give
--- that run, the job's latest, and the task the error.
+-- The error of the job's latest run (still open when a worker reports it;
+-- closed already when the rescue reports a lost one), and of the task.
 WITH attempt AS (
     UPDATE taskservice.task_attempts
     SET error = CAST(:error AS jsonb)
@@ -135,9 +122,12 @@ WITH attempt AS (
       AND attempt = (SELECT max(a.attempt) FROM taskservice.task_attempts AS a
                      WHERE a.job_id = :job_id)
 )
-UPDATE taskservice.task_records
+UPDATE taskservice.task_records AS r
 SET result = NULL, error = CAST(:error AS jsonb)
-WHERE job_id = :job_id;
+FROM procrastinate_jobs AS j
+WHERE r.job_id = :job_id AND j.id = r.job_id
+RETURNING EXTRACT(EPOCH FROM r.started_at - greatest(r.created_at, j.scheduled_at))::float8
+    AS start_latency;
 
 -- name: prune_internal_jobs
 -- The service's own periodic jobs run every few seconds: keep only the newest

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
@@ -17,7 +16,7 @@ from psycopg.rows import dict_row
 from taskservice.outcomes import execute
 from taskservice.queries import query
 from taskservice.registry import INTERNAL_QUEUE, PeriodicSchedule, TaskRegistry
-from taskservice.retry import OPTIONS_KEY
+from taskservice.retry import OPTIONS_KEY, options_for
 from taskservice.timing import Timing, due_runs
 
 logger = logging.getLogger(__name__)
@@ -27,20 +26,17 @@ _BATCH = 100
 
 
 async def _rows(conn: AsyncConnection[Any], name: str, /, **params: Any) -> list[dict[str, Any]]:
-    encoded = {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in params.items()}
+    q = query(name)
     async with conn.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(query(name).psycopg_text, encoded)
+        await cursor.execute(q.psycopg_text, q.psycopg_params(params))
         return await cursor.fetchall() if cursor.description else []
 
 
 def job_args(registry: TaskRegistry, type_name: str, params: dict[str, Any]) -> dict[str, Any]:
     """A scheduled run's job args: its params and the type's default options."""
     task = registry.get(type_name)
-    options: dict[str, Any] = {}
-    if task is not None:
-        options["max_attempts"] = task.retry.max_attempts
-        if task.timeout_seconds is not None:
-            options["timeout_seconds"] = task.timeout_seconds
+    # A type gone from the code: the worker will fail the run as TaskNotFound.
+    options = options_for(task) if task is not None else {}
     return {**params, OPTIONS_KEY: options}
 
 

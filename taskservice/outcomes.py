@@ -45,17 +45,17 @@ def describe_error(exc: BaseException, abort_reason: AbortReason | None = None) 
 
 async def execute(connector: BaseConnector, name: str, /, **params: Any) -> None:
     """Run a named query on Procrastinate's connection pool (dicts and lists as JSON)."""
-    encoded = {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in params.items()}
+    q = query(name)
     # Shielded: an abort cancels the task, but its outcome must still be written.
-    await asyncio.shield(connector.execute_query_async(query(name).psycopg_text, **encoded))
+    await asyncio.shield(connector.execute_query_async(q.psycopg_text, **q.psycopg_params(params)))
 
 
 async def _record(connector: BaseConnector, name: str, /, **params: Any) -> float | None:
     """Run a record_task_* query; return how long the run waited to start."""
-    encoded = {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in params.items()}
-    # Shielded: an abort cancels the task, but its outcome must still be written.
+    q = query(name)
+    # Shielded: as in execute().
     row = await asyncio.shield(
-        connector.execute_query_one_async(query(name).psycopg_text, **encoded)
+        connector.execute_query_one_async(q.psycopg_text, **q.psycopg_params(params))
     )
     latency = row["start_latency"] if row else None
     return float(latency) if latency is not None else None

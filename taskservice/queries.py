@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,11 @@ class Query:
     @functools.cached_property
     def psycopg_text(self) -> str:
         return _PARAM.sub(lambda m: f"%({m.group(1)})s", self.text.replace("%", "%%"))
+
+    def psycopg_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Named parameters for psycopg: dicts and lists as JSON text (the query
+        casts them to jsonb), the rest as they are."""
+        return {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in params.items()}
 
     def asyncpg_args(self, params: dict[str, Any]) -> list[Any]:
         """The positional arguments asyncpg wants, from named ones."""

@@ -57,7 +57,7 @@ def register_rescue(
             # keeps its result. The trigger closed the attempt; this gives it
             # (and the task) the error.
             await execute(
-                app.connector, "record_lost_run", job_id=job.id, error=describe_error(lost)
+                app.connector, "record_task_failure", job_id=job.id, error=describe_error(lost)
             )
         await execute(
             app.connector, "prune_internal_jobs", task_name=RESCUE_TASK, before_id=context.job.id

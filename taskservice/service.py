@@ -31,7 +31,7 @@ from taskservice.models import (
 )
 from taskservice.queue import DEFAULT_QUEUE
 from taskservice.registry import TaskRegistry, TaskType
-from taskservice.retry import OPTIONS_KEY
+from taskservice.retry import OPTIONS_KEY, options_for
 
 # A worker counts as alive while its heartbeat is younger than this.
 LIVE_WORKER_SECONDS = 60.0
@@ -90,13 +90,12 @@ def _options(task: TaskType, request: TaskCreate) -> dict[str, Any]:
     _check_at_most("max_attempts", request.max_attempts, policy.max_attempts_limit, task)
     _check_at_most("backoff_seconds", request.backoff_seconds, policy.max_backoff_seconds, task)
     _check_at_most("timeout_seconds", request.timeout_seconds, task.timeout_seconds, task)
-    options: dict[str, Any] = {"max_attempts": request.max_attempts or policy.max_attempts}
-    if request.backoff_seconds is not None:
-        options["backoff_seconds"] = request.backoff_seconds
-    timeout = request.timeout_seconds or task.timeout_seconds
-    if timeout is not None:
-        options["timeout_seconds"] = timeout
-    return options
+    return options_for(
+        task,
+        max_attempts=request.max_attempts,
+        backoff_seconds=request.backoff_seconds,
+        timeout_seconds=request.timeout_seconds,
+    )
 
 
 def request_hash(request: TaskCreate) -> str:
