@@ -1,0 +1,189 @@
+-- The first release of the service's schema, frozen: never edit it. Later
+-- changes are new numbered files here, made to sql/schema.sql as well.
+
+-- What Procrastinate does not keep about a job: when it was created, started and
+-- finished, and its result or error. One row per procrastinate_jobs row, created
+-- by a trigger so that jobs deferred from the procrastinate CLI or plain SQL get
+-- one too, and removed with the job.
+CREATE TABLE taskservice.task_records (
+    job_id      bigint PRIMARY KEY
+                REFERENCES public.procrastinate_jobs (id) ON DELETE CASCADE,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    started_at  timestamptz,
+    finished_at timestamptz,
+    result      jsonb,
+    error       jsonb
+);
+
+CREATE INDEX task_records_created_at_idx ON taskservice.task_records (created_at);
+
+-- Statement-level, so a batch defer of N jobs costs one insert, not N.
+CREATE FUNCTION taskservice.record_new_jobs() RETURNS trigger
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    INSERT INTO taskservice.task_records (job_id)
+    SELECT id FROM new_jobs
+    ON CONFLICT (job_id) DO NOTHING;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER taskservice_record_new_jobs
+    AFTER INSERT ON public.procrastinate_jobs
+    REFERENCING NEW TABLE AS new_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION taskservice.record_new_jobs();
+
+-- Start and finish times follow the job's status in the same transaction, so a
+-- task never shows `in_progress` without `started_at`; each run gets a row in
+-- task_attempts, opened and closed here too. A retry (doing -> todo) clears
+-- `finished_at`: the task is not finished.
+CREATE FUNCTION taskservice.record_status_change() RETURNS trigger
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    UPDATE taskservice.task_records
+    SET started_at = CASE WHEN NEW.status = 'doing' THEN now() ELSE started_at END,
+        finished_at = CASE
+            WHEN NEW.status IN ('succeeded', 'failed', 'cancelled', 'aborted') THEN now()
+            WHEN NEW.status IN ('todo', 'doing') THEN NULL
+            ELSE finished_at
+        END
+    WHERE job_id = NEW.id;
+
+    IF OLD.status = 'doing' THEN
+        UPDATE taskservice.task_attempts
+        SET finished_at = now(), outcome = NEW.status::text
+        WHERE job_id = NEW.id AND finished_at IS NULL;
+    END IF;
+    IF NEW.status = 'doing' THEN
+        -- attempts counts finished runs, so this run is attempts + 1.
+        INSERT INTO taskservice.task_attempts (job_id, attempt, worker_id)
+        VALUES (NEW.id, NEW.attempts + 1, NEW.worker_id)
+        ON CONFLICT (job_id, attempt) DO UPDATE
+        SET started_at = now(), finished_at = NULL, outcome = NULL, error = NULL,
+            worker_id = EXCLUDED.worker_id;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER taskservice_record_status_change
+    AFTER UPDATE OF status ON public.procrastinate_jobs
+    FOR EACH ROW
+    WHEN (OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION taskservice.record_status_change();
+
+-- Adopting an existing Procrastinate install: its jobs get records too.
+INSERT INTO taskservice.task_records (job_id, created_at)
+SELECT j.id, coalesce(min(e.at), now())
+FROM public.procrastinate_jobs AS j
+LEFT JOIN public.procrastinate_events AS e ON e.job_id = j.id AND e.type = 'deferred'
+GROUP BY j.id;
+
+-- The one place where Procrastinate's statuses become the service's.
+CREATE TABLE taskservice.status_names (
+    procrastinate_status public.procrastinate_job_status PRIMARY KEY,
+    status               text NOT NULL
+);
+
+INSERT INTO taskservice.status_names (procrastinate_status, status) VALUES
+    ('todo', 'pending'),
+    ('doing', 'in_progress'),
+    ('aborting', 'in_progress'),
+    ('succeeded', 'completed'),
+    ('failed', 'failed'),
+    ('cancelled', 'cancelled'),
+    ('aborted', 'cancelled');
+
+-- The other way round, for filters: IMMUTABLE so that the planner folds a call
+-- with a constant into the array itself and sees, from the statistics, that
+-- `failed` is rare and its index is the way in. True as long as status_names
+-- only changes through migrations.
+CREATE FUNCTION taskservice.procrastinate_statuses(status text)
+    RETURNS public.procrastinate_job_status[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT array_agg(n.procrastinate_status)
+    FROM taskservice.status_names AS n
+    WHERE n.status = procrastinate_statuses.status
+$$;
+
+-- Listing is newest first (id DESC) under optional filters on status, type and
+-- queue: each gets an index that serves that order.
+CREATE INDEX taskservice_jobs_status_id_idx ON public.procrastinate_jobs (status, id);
+CREATE INDEX taskservice_jobs_task_name_id_idx ON public.procrastinate_jobs (task_name, id);
+CREATE INDEX taskservice_jobs_queue_name_id_idx ON public.procrastinate_jobs (queue_name, id);
+
+-- One row per run of a task: when it started and ended, how, and its error.
+-- Opened and closed by the status trigger, in the transaction that moves the
+-- job; the worker adds the error of a failed run.
+CREATE TABLE taskservice.task_attempts (
+    job_id      bigint NOT NULL
+                REFERENCES public.procrastinate_jobs (id) ON DELETE CASCADE,
+    attempt     integer NOT NULL,
+    worker_id   bigint,
+    started_at  timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz,
+    -- Procrastinate's status after the run: succeeded, failed, aborted, or todo
+    -- when the run failed and the task waits for its next attempt.
+    outcome     text,
+    error       jsonb,
+    PRIMARY KEY (job_id, attempt)
+);
+
+-- Idempotency-Key of POST /tasks: the same key within the retention window
+-- gives back the first task. Kept in the database so every API replica agrees.
+CREATE TABLE taskservice.idempotency_keys (
+    key          text PRIMARY KEY,
+    request_hash text NOT NULL,
+    job_id       bigint REFERENCES public.procrastinate_jobs (id) ON DELETE CASCADE,
+    created_at   timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE INDEX idempotency_keys_created_at_idx ON taskservice.idempotency_keys (created_at);
+
+-- Schedules: periodic runs of a task type, by cron (in a time zone) or by a
+-- fixed interval. Created through the API (source 'api') or declared in code
+-- (source 'code', synced by workers and APIs at start; read-only but pausable).
+-- One Procrastinate periodic job, the dispatcher, defers what is due.
+CREATE TABLE taskservice.schedules (
+    id               bigserial PRIMARY KEY,
+    name             text NOT NULL UNIQUE,
+    source           text NOT NULL DEFAULT 'api' CHECK (source IN ('api', 'code')),
+    type             text NOT NULL,
+    params           jsonb NOT NULL DEFAULT '{}',
+    cron             text,
+    interval_seconds double precision CHECK (interval_seconds >= 1),
+    timezone         text NOT NULL DEFAULT 'UTC',
+    priority         integer NOT NULL DEFAULT 0,
+    queue            text NOT NULL DEFAULT 'default',
+    enabled          boolean NOT NULL DEFAULT true,
+    -- What to do with runs missed while no worker ran: 'once' (one run for
+    -- them all) or 'skip' (none).
+    catch_up         text NOT NULL DEFAULT 'once' CHECK (catch_up IN ('once', 'skip')),
+    next_run_at      timestamptz NOT NULL,
+    last_run_at      timestamptz,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    CHECK ((cron IS NULL) <> (interval_seconds IS NULL))
+);
+
+CREATE INDEX schedules_due_idx ON taskservice.schedules (next_run_at) WHERE enabled;
+
+-- Each due time of a schedule is deferred once: the primary key is the
+-- agreement between dispatchers running at the same time.
+CREATE TABLE taskservice.schedule_runs (
+    schedule_id bigint NOT NULL REFERENCES taskservice.schedules (id) ON DELETE CASCADE,
+    due_at      timestamptz NOT NULL,
+    job_id      bigint REFERENCES public.procrastinate_jobs (id) ON DELETE SET NULL,
+    deferred_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (schedule_id, due_at)
+);
+
+CREATE INDEX schedule_runs_job_id_idx ON taskservice.schedule_runs (job_id);
+CREATE INDEX schedule_runs_deferred_at_idx ON taskservice.schedule_runs (deferred_at);
+
+-- The clean-up finds finished tasks by age.
+CREATE INDEX task_records_finished_at_idx ON taskservice.task_records (finished_at)
+    WHERE finished_at IS NOT NULL;
