@@ -26,9 +26,9 @@ from typing import Any
 import httpx
 
 from bench.latency import _fresh_database
-from taskservice.api import create_app
-from taskservice.migrate import migrate
+from taskservice.api.app import create_app
 from taskservice.settings import Settings
+from taskservice.store.migrate import migrate
 
 
 def _worker(database_url: str) -> subprocess.Popen[bytes]:

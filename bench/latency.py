@@ -181,7 +181,7 @@ def main() -> None:
     args = parser.parse_args()
     server = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     with _fresh_database(server) as url:
-        from taskservice.migrate import migrate
+        from taskservice.store.migrate import migrate
 
         asyncio.run(migrate(url))
         with _processes(url, args.split) as port:

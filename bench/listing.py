@@ -20,8 +20,8 @@ import time
 
 from bench.latency import _fresh_database
 from taskservice import database, service
-from taskservice.migrate import migrate
-from taskservice.models import TaskFilters
+from taskservice.models.tasks import TaskFilters
+from taskservice.store.migrate import migrate
 
 FILL = """
 SELECT count(*) FROM unnest(procrastinate_defer_jobs_v1(ARRAY(

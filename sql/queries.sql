@@ -1,5 +1,5 @@
 -- Every statement the service runs, by name. Parameters are written :name;
--- taskservice.queries turns them into each driver's own placeholders.
+-- taskservice.store.queries turns them into each driver's own placeholders.
 
 -- name: defer_task
 -- Procrastinate's own defer function, so its NOTIFY wakes a worker at once.
@@ -327,3 +327,33 @@ FROM live AS l
 JOIN taskservice.status_names AS s ON s.procrastinate_status = l.status
 LEFT JOIN taskservice.task_records AS r ON r.job_id = l.oldest_id
 LEFT JOIN due_scheduled AS d ON d.queue = l.queue AND l.status = 'todo';
+
+-- Setting up: `taskservice migrate` and the embedded server. The schema files
+-- themselves (schema.sql, migrations/, views.sql, reporting.sql) run whole.
+
+-- name: take_migration_lock
+-- Concurrent `migrate` runs (several replicas starting together) queue up here.
+SELECT pg_advisory_lock(:key);
+
+-- name: release_migration_lock
+SELECT pg_advisory_unlock(:key);
+
+-- name: create_migrations_table
+CREATE SCHEMA IF NOT EXISTS taskservice;
+CREATE TABLE IF NOT EXISTS taskservice.schema_migrations (
+    name       text PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: record_migration
+INSERT INTO taskservice.schema_migrations (name) VALUES (:name);
+
+-- name: procrastinate_installed
+-- An existing Procrastinate install is adopted as it is.
+SELECT to_regclass('public.procrastinate_jobs') IS NOT NULL;
+
+-- name: embedded_database_exists
+SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'taskservice');
+
+-- name: create_embedded_database
+CREATE DATABASE taskservice;

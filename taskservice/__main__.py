@@ -2,6 +2,6 @@
 
 import sys
 
-from taskservice.cli import main
+from taskservice.cli.main import main
 
 sys.exit(main())

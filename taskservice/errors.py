@@ -79,3 +79,23 @@ class InvalidTaskRequest(TaskServiceError):
     def __init__(self, errors: list[dict[str, Any]]) -> None:
         super().__init__("; ".join(str(error["msg"]) for error in errors))
         self.errors = errors
+
+
+class DatabaseUnavailable(TaskServiceError):
+    """The database cannot be reached, or dropped the connection: retry later."""
+
+
+class UniqueViolation(TaskServiceError):
+    """A write broke a unique constraint or index, named by `constraint`."""
+
+    def __init__(self, constraint: str | None) -> None:
+        super().__init__(f"unique constraint {constraint} violated")
+        self.constraint = constraint
+
+
+class DatabaseError(TaskServiceError):
+    """The database refused a statement (a bug, a missing schema, a permission)."""
+
+    def __init__(self, message: str, sqlstate: str | None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate

@@ -6,11 +6,11 @@ App by dotted path. With no DATABASE_URL it starts (or joins) the embedded serve
 
 from __future__ import annotations
 
-from taskservice.database import resolve_database_url
-from taskservice.queue import build_queue_app
 from taskservice.registry import load_registry
 from taskservice.settings import Settings
-from taskservice.worker import worker_pool_size
+from taskservice.store.embedded import resolve_database_url
+from taskservice.worker.app import build_queue_app
+from taskservice.worker.runner import worker_pool_size
 
 _settings = resolve_database_url(Settings())
 app = build_queue_app(

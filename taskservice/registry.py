@@ -13,12 +13,14 @@ from pydantic import BaseModel
 from taskservice.errors import ConfigurationError
 from taskservice.timing import CatchUp, Timing
 
-BUILTIN_MODULES = ("taskservice.builtin_tasks", "taskservice.housekeeping")
-# Names of the service's internal jobs (see rescue.py); the tasks listing hides them.
+BUILTIN_MODULES = ("taskservice.worker.builtin_tasks", "taskservice.worker.housekeeping")
+# Names of the service's internal jobs (see worker/rescue.py); the tasks listing hides them.
 RESERVED_PREFIX = "taskservice."
 # The queue of the service's own jobs. Every worker serves it besides the
 # queues it is given, so whichever worker is alive runs them.
 INTERNAL_QUEUE = "taskservice"
+# Where a task goes when its submission names no queue.
+DEFAULT_QUEUE = "default"
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ class PeriodicSchedule:
     interval_seconds: float | None = None
     timezone: str = "UTC"
     priority: int = 0
-    queue: str = "default"
+    queue: str = DEFAULT_QUEUE
     catch_up: CatchUp = "once"
 
     def __post_init__(self) -> None:

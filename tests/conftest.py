@@ -13,12 +13,12 @@ import httpx
 import pytest
 from pytest_postgresql.janitor import DatabaseJanitor
 
-from taskservice.api import create_app
+from taskservice.api.app import create_app
 from taskservice.metrics import Metrics
-from taskservice.migrate import migrate
 from taskservice.registry import TaskRegistry, load_registry
 from taskservice.settings import Settings
-from taskservice.worker import run_worker
+from taskservice.store.migrate import migrate
+from taskservice.worker.runner import run_worker
 from tests.pg import Server, find_server
 
 _counter = itertools.count()

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from taskservice.client_cli import add_client_commands, run_client_command
+from taskservice.cli.client import add_client_commands, run_client_command
 from tests.service import free_port, running_service
 
 Capsys = pytest.CaptureFixture[str]

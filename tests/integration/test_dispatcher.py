@@ -12,10 +12,10 @@ import httpx
 import procrastinate
 import pytest
 
-from taskservice.dispatcher import dispatch_due
-from taskservice.queue import build_queue_app
 from taskservice.registry import TaskRegistry
 from taskservice.settings import Settings
+from taskservice.worker.app import build_queue_app
+from taskservice.worker.dispatcher import dispatch_due
 from tests.conftest import running_worker
 
 

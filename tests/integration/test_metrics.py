@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from taskservice.api import create_app
+from taskservice.api.app import create_app
 from taskservice.metrics import Metrics
 from taskservice.registry import TaskRegistry
 from taskservice.settings import Settings

@@ -7,7 +7,7 @@ import os
 
 import asyncpg
 
-from taskservice.migrate import migrate, migration_names
+from taskservice.store.migrate import migrate, migration_names
 from tests.conftest import janitor
 from tests.pg import Server
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from taskservice.models import TaskCreate
+from taskservice.models.tasks import TaskCreate
 
 
 @pytest.mark.parametrize(

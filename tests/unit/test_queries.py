@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from taskservice.queries import all_queries, parse
+from taskservice.store.queries import all_queries, parse
 
 
 def test_parse_splits_named_sections() -> None:

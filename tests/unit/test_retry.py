@@ -9,7 +9,7 @@ import pytest
 from procrastinate.jobs import Job
 
 from taskservice.registry import RetryPolicy
-from taskservice.retry import ServiceRetryStrategy
+from taskservice.worker.retry import ServiceRetryStrategy
 
 
 def _job(attempts: int, **options: object) -> Job:

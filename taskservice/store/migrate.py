@@ -8,7 +8,8 @@ from pathlib import Path
 import asyncpg
 from procrastinate.schema import SchemaManager
 
-from taskservice.queries import sql_dir
+from taskservice.store import asyncpg_driver as db
+from taskservice.store.queries import sql_dir
 
 logger = logging.getLogger(__name__)
 
@@ -17,14 +18,6 @@ logger = logging.getLogger(__name__)
 _ADVISORY_LOCK_KEY = 0x7461736B73657276  # "taskserv"
 
 PROCRASTINATE_SCHEMA = "procrastinate-3.10"
-
-_BOOTSTRAP = """
-CREATE SCHEMA IF NOT EXISTS taskservice;
-CREATE TABLE IF NOT EXISTS taskservice.schema_migrations (
-    name       text PRIMARY KEY,
-    applied_at timestamptz NOT NULL DEFAULT now()
-);
-"""
 
 
 def migration_names() -> list[str]:
@@ -43,28 +36,27 @@ async def migrate(database_url: str, *, from_schema_file: bool = True) -> list[s
     (unless `from_schema_file` is false: tests walk the migrations instead);
     one with an older version gets the missing migrations. Safe to run on every
     start and from several processes at once."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute("SELECT pg_advisory_lock($1)", _ADVISORY_LOCK_KEY)
+    with db.translated():
+        conn = await asyncpg.connect(database_url)
         try:
-            return await _migrate_locked(conn, from_schema_file)
+            await db.execute(conn, "take_migration_lock", key=_ADVISORY_LOCK_KEY)
+            try:
+                return await _migrate_locked(conn, from_schema_file)
+            finally:
+                await db.execute(conn, "release_migration_lock", key=_ADVISORY_LOCK_KEY)
         finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", _ADVISORY_LOCK_KEY)
-    finally:
-        await conn.close()
+            await conn.close()
 
 
 async def _migrate_locked(conn: asyncpg.Connection, from_schema_file: bool) -> list[str]:
-    await conn.execute(_BOOTSTRAP)
-    done = {
-        row["name"] for row in await conn.fetch("SELECT name FROM taskservice.schema_migrations")
-    }
+    await db.execute(conn, "create_migrations_table")
+    done = {row["name"] for row in await db.fetch(conn, "applied_migrations")}
     applied: list[str] = []
 
     if PROCRASTINATE_SCHEMA not in done:
         async with conn.transaction():
             # An existing Procrastinate install is adopted as it is.
-            if await conn.fetchval("SELECT to_regclass('public.procrastinate_jobs')") is None:
+            if not await db.fetchval(conn, "procrastinate_installed"):
                 await conn.execute(SchemaManager.get_schema())
             await _record(conn, PROCRASTINATE_SCHEMA)
         applied.append(PROCRASTINATE_SCHEMA)
@@ -92,4 +84,4 @@ async def _migrate_locked(conn: asyncpg.Connection, from_schema_file: bool) -> l
 
 
 async def _record(conn: asyncpg.Connection, name: str) -> None:
-    await conn.execute("INSERT INTO taskservice.schema_migrations (name) VALUES ($1)", name)
+    await db.execute(conn, "record_migration", name=name)

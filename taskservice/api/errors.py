@@ -6,7 +6,6 @@ import json
 import logging
 from typing import Any
 
-import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -14,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from taskservice.errors import (
+    DatabaseUnavailable,
     IdempotencyKeyReused,
     InvalidTaskRequest,
     ScheduleNameTaken,
@@ -109,12 +109,4 @@ def install_error_handlers(app: FastAPI) -> None:
         return _problem(409, ["body", "name"], str(exc), "name_taken")
 
     # A database that restarts or drops connections: the client may retry.
-    for exc_type in (
-        OSError,
-        asyncpg.InterfaceError,
-        asyncpg.PostgresConnectionError,  # 08xxx: connection lost or refused
-        asyncpg.OperatorInterventionError,  # 57xxx: admin shutdown, cannot connect now
-        # A connection whose server went away mid-protocol; the pool replaces it.
-        asyncpg.InternalClientError,
-    ):
-        app.add_exception_handler(exc_type, database_unavailable)
+    app.add_exception_handler(DatabaseUnavailable, database_unavailable)

@@ -1,25 +1,21 @@
-"""Routes for tasks, queues, task types and health."""
+"""Routes for /tasks: submit, list, read, cancel and retry."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
-from fastapi.responses import PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST
 
-from taskservice import service
-from taskservice.deps import MetricsDep, PoolDep, RegistryDep, SettingsDep
-from taskservice.models import (
+from taskservice.api.deps import MetricsDep, PoolDep, RegistryDep, SettingsDep
+from taskservice.models.tasks import (
     PG_BIGINT_MAX,
-    Health,
-    QueuePublic,
     TaskCreate,
     TaskFilters,
     TaskPublic,
     TasksPublic,
     TaskStatus,
 )
+from taskservice.services import tasks as service
 
 router = APIRouter()
 
@@ -100,49 +96,3 @@ async def cancel(
 async def retry(task_id: TaskId, pool: PoolDep) -> TaskPublic:
     """Run a failed or cancelled task again: a new attempt of the same task."""
     return await service.retry_task(pool=pool, task_id=task_id)
-
-
-@router.get("/queues", response_model=list[QueuePublic])
-async def queues(pool: PoolDep) -> list[QueuePublic]:
-    """Every queue with its tasks per status and the wait of its oldest due task."""
-    return await service.list_queues(pool=pool)
-
-
-@router.get("/task-types")
-async def task_types(reg: RegistryDep) -> dict[str, Any]:
-    """The task types this deployment runs, with the JSON schema of their params."""
-    return {
-        name: {
-            "description": reg[name].description,
-            "params": reg[name].params_model.model_json_schema(),
-            "max_attempts": reg[name].retry.max_attempts,
-            "max_attempts_limit": reg[name].retry.max_attempts_limit,
-            "timeout_seconds": reg[name].timeout_seconds,
-        }
-        for name in reg.names
-    }
-
-
-@router.get("/health", response_model=Health, responses={503: {"model": Health}})
-@router.get("/health/ready", response_model=Health, responses={503: {"model": Health}})
-async def health(response: Response, pool: PoolDep) -> Health:
-    """Ready: database reachable and schema at the expected version (else 503);
-    also counts workers with a recent heartbeat."""
-    result = await service.check_health(pool=pool)
-    if result.status != "ok":
-        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return result
-
-
-@router.get("/health/live")
-async def live() -> dict[str, str]:
-    """Alive: the process answers. No database call, so a database outage does
-    not get every API replica restarted."""
-    return {"status": "ok"}
-
-
-@router.get("/metrics", response_class=PlainTextResponse)
-async def metrics_endpoint(pool: PoolDep, metrics: MetricsDep) -> PlainTextResponse:
-    """Prometheus metrics; queue depth is read from PostgreSQL on each scrape."""
-    await service.read_queue_depth(pool=pool, metrics=metrics)
-    return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE_LATEST)

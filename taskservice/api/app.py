@@ -7,20 +7,21 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from taskservice import database, scheduler_api, tasks_api
-from taskservice.http_errors import install_error_handlers
-from taskservice.metrics import Metrics, observe_requests
-from taskservice.migrate import migrate
-from taskservice.queue import code_schedules
+from taskservice.api.errors import install_error_handlers
+from taskservice.api.request_metrics import observe_requests
+from taskservice.api.routes import health, queues, schedules, tasks
+from taskservice.metrics import Metrics
 from taskservice.registry import TaskRegistry, load_registry
-from taskservice.scheduling import sync_code_schedules
+from taskservice.services.schedules import code_schedules, sync_code_schedules
 from taskservice.settings import Settings
+from taskservice.store import asyncpg_driver as db
+from taskservice.store.migrate import migrate
 
 
 def create_app(
     settings: Settings, *, registry: TaskRegistry | None = None, metrics: Metrics | None = None
 ) -> FastAPI:
-    """The API on `settings.database_url` (resolved: see database.resolve_database_url)."""
+    """The API on `settings.database_url` (resolved: see store.embedded.resolve_database_url)."""
     if settings.database_url is None:
         raise ValueError("create_app needs settings with a database_url")
     database_url = settings.database_url
@@ -31,7 +32,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             await migrate(database_url)
-        pool = await database.create_pool(database_url, max_size=settings.api_pool_size)
+        pool = await db.create_pool(database_url, max_size=settings.api_pool_size)
         try:
             app.state.pool = pool
             app.state.registry = task_registry
@@ -49,6 +50,6 @@ def create_app(
     )
     install_error_handlers(app)
     observe_requests(app, app_metrics)
-    app.include_router(tasks_api.router)
-    app.include_router(scheduler_api.router)
+    for routes in (tasks, queues, schedules, health):
+        app.include_router(routes.router)
     return app

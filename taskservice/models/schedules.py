@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from taskservice.models import PG_INT_MAX, QueueName, TaskPublic, check_storable
+from taskservice.models.tasks import PG_INT_MAX, QueueName, TaskPublic, check_storable
 from taskservice.timing import CatchUp, check_cron, check_timezone
 
 

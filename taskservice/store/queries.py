@@ -16,11 +16,11 @@ _PARAM = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
 
 def sql_dir() -> Path:
     """The `sql/` folder: beside the package in a checkout, inside it in a wheel."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "sql", here / "sql"):
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package.parent / "sql", package / "sql"):
         if (candidate / "queries.sql").is_file():
             return candidate
-    raise FileNotFoundError(f"no sql/queries.sql next to or inside {here}")
+    raise FileNotFoundError(f"no sql/queries.sql next to or inside {package}")
 
 
 @dataclass(frozen=True)

@@ -6,30 +6,53 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import asyncpg
-
-from taskservice import database
-from taskservice.dispatcher import code_schedule_params, defer_run
 from taskservice.errors import (
     InvalidTaskRequest,
     ScheduleNameTaken,
     ScheduleNotFound,
     ScheduleReadOnly,
+    UniqueViolation,
 )
-from taskservice.models import TaskPublic
-from taskservice.registry import PeriodicSchedule, TaskRegistry
-from taskservice.schedule_models import (
+from taskservice.models.schedules import (
     ScheduleCreate,
     ScheduledJobsPublic,
     SchedulePublic,
     ScheduleUpdate,
 )
-from taskservice.service import check_params, get_task, task_type_named
+from taskservice.models.tasks import TaskPublic
+from taskservice.registry import INTERNAL_QUEUE, PeriodicSchedule, TaskRegistry
+from taskservice.services.tasks import check_params, get_task, task_type_named
+from taskservice.settings import Settings
+from taskservice.store import asyncpg_driver as db
+from taskservice.store.schedule_runs import code_schedule_params, defer_run
 from taskservice.timing import Timing
 
+CLEANUP_TASK = "taskservice.cleanup"
+CLEANUP_SCHEDULE = "taskservice.cleanup"
 
-async def _now(db: database.Executor) -> dt.datetime:
-    now: dt.datetime = await database.fetchval(db, "database_now")
+
+def cleanup_schedule(retention_days: float, idempotency_key_days: float) -> PeriodicSchedule:
+    """The clean-up, hourly, keeping `retention_days` of finished tasks."""
+    return PeriodicSchedule(
+        name=CLEANUP_SCHEDULE,
+        type=CLEANUP_TASK,
+        params={"older_than_days": retention_days, "idempotency_key_days": idempotency_key_days},
+        cron="17 * * * *",
+        catch_up="once",
+        queue=INTERNAL_QUEUE,
+    )
+
+
+def code_schedules(settings: Settings, registry: TaskRegistry) -> list[PeriodicSchedule]:
+    """The schedules declared in code: the task modules' and the built-in clean-up."""
+    cleanup = cleanup_schedule(
+        settings.retention_days, settings.idempotency_retention_seconds / 86_400
+    )
+    return [*registry.schedules.values(), cleanup]
+
+
+async def _now(conn: db.Executor) -> dt.datetime:
+    now: dt.datetime = await db.fetchval(conn, "database_now")
     return now
 
 
@@ -42,31 +65,29 @@ def _timing(cron: str | None, interval: float | None, timezone: str) -> Timing:
         ) from exc
 
 
-async def sync_code_schedules(
-    *, pool: database.Pool, schedules: Iterable[PeriodicSchedule]
-) -> None:
+async def sync_code_schedules(*, pool: db.Pool, schedules: Iterable[PeriodicSchedule]) -> None:
     """Create or update the schedules declared in code (workers do it too)."""
     now = await _now(pool)
     for schedule in schedules:
-        await database.execute(pool, "sync_code_schedule", **code_schedule_params(schedule, now))
+        await db.execute(pool, "sync_code_schedule", **code_schedule_params(schedule, now))
 
 
-async def get_schedule(*, pool: database.Pool, schedule_id: int) -> SchedulePublic:
+async def get_schedule(*, pool: db.Pool, schedule_id: int) -> SchedulePublic:
     """One schedule with its last run and run counts, or ScheduleNotFound."""
-    row = await database.fetchrow(pool, "list_schedules", schedule_id=schedule_id)
+    row = await db.fetchrow(pool, "list_schedules", schedule_id=schedule_id)
     if row is None:
         raise ScheduleNotFound(schedule_id)
     return SchedulePublic.model_validate(dict(row))
 
 
 async def list_schedules(
-    *, pool: database.Pool, include_one_off: bool = False, one_off_limit: int = 500
+    *, pool: db.Pool, include_one_off: bool = False, one_off_limit: int = 500
 ) -> ScheduledJobsPublic:
     """Every schedule; with `include_one_off`, single tasks waiting for a future time."""
-    rows = await database.fetch(pool, "list_schedules", schedule_id=None)
+    rows = await db.fetch(pool, "list_schedules", schedule_id=None)
     one_off = None
     if include_one_off:
-        tasks = await database.fetch(pool, "list_future_tasks", limit=one_off_limit)
+        tasks = await db.fetch(pool, "list_future_tasks", limit=one_off_limit)
         one_off = [TaskPublic.model_validate(dict(t)) for t in tasks]
     return ScheduledJobsPublic(
         schedules=[SchedulePublic.model_validate(dict(r)) for r in rows], one_off=one_off
@@ -74,25 +95,25 @@ async def list_schedules(
 
 
 async def create_schedule(
-    *, pool: database.Pool, registry: TaskRegistry, request: ScheduleCreate
+    *, pool: db.Pool, registry: TaskRegistry, request: ScheduleCreate
 ) -> SchedulePublic:
     """Validate and store a schedule; its first run is the first due time from now."""
     check_params(task_type_named(registry, request.type), request.params)
     timing = _timing(request.cron, request.interval_seconds, request.timezone)
     try:
-        schedule_id = await database.fetchval(
+        schedule_id = await db.fetchval(
             pool,
             "insert_schedule",
             **request.model_dump(),
             next_run_at=timing.first_after(await _now(pool)),
         )
-    except asyncpg.UniqueViolationError as exc:
+    except UniqueViolation as exc:
         raise ScheduleNameTaken(request.name) from exc
     return await get_schedule(pool=pool, schedule_id=schedule_id)
 
 
 async def update_schedule(
-    *, pool: database.Pool, registry: TaskRegistry, schedule_id: int, patch: ScheduleUpdate
+    *, pool: db.Pool, registry: TaskRegistry, schedule_id: int, patch: ScheduleUpdate
 ) -> SchedulePublic:
     """Change a schedule made through the API; a new timing restarts from now."""
     current = await get_schedule(pool=pool, schedule_id=schedule_id)
@@ -112,7 +133,7 @@ async def update_schedule(
     )
     next_run_at = timing.first_after(await _now(pool)) if retimed else current.next_run_at
     fields = ("params", "cron", "interval_seconds", "timezone", "priority", "queue")
-    await database.execute(
+    await db.execute(
         pool,
         "update_schedule",
         schedule_id=schedule_id,
@@ -124,9 +145,7 @@ async def update_schedule(
     return await get_schedule(pool=pool, schedule_id=schedule_id)
 
 
-async def set_schedule_enabled(
-    *, pool: database.Pool, schedule_id: int, enabled: bool
-) -> SchedulePublic:
+async def set_schedule_enabled(*, pool: db.Pool, schedule_id: int, enabled: bool) -> SchedulePublic:
     """Pause or resume. Runs due while paused are skipped: a resumed schedule
     next runs at its first due time from now."""
     current = await get_schedule(pool=pool, schedule_id=schedule_id)
@@ -136,7 +155,7 @@ async def set_schedule_enabled(
             cron=current.cron, interval_seconds=current.interval_seconds, timezone=current.timezone
         )
         next_run_at = timing.first_after(await _now(pool))
-    await database.execute(
+    await db.execute(
         pool,
         "set_schedule_enabled",
         schedule_id=schedule_id,
@@ -146,25 +165,25 @@ async def set_schedule_enabled(
     return await get_schedule(pool=pool, schedule_id=schedule_id)
 
 
-async def delete_schedule(*, pool: database.Pool, schedule_id: int) -> None:
+async def delete_schedule(*, pool: db.Pool, schedule_id: int) -> None:
     """Delete a schedule made through the API (its past tasks stay)."""
     current = await get_schedule(pool=pool, schedule_id=schedule_id)
     if current.source == "code":
         raise ScheduleReadOnly(current.name)
-    await database.execute(pool, "delete_schedule", schedule_id=schedule_id)
+    await db.execute(pool, "delete_schedule", schedule_id=schedule_id)
 
 
 async def run_schedule_now(
-    *, pool: database.Pool, registry: TaskRegistry, schedule_id: int
+    *, pool: db.Pool, registry: TaskRegistry, schedule_id: int
 ) -> TaskPublic:
     """Defer one run of the schedule now, outside its timing."""
-    async with pool.acquire() as conn, conn.transaction():
-        row = await database.fetchrow(conn, "get_schedule_row", schedule_id=schedule_id)
+    async with db.transaction(pool) as conn:
+        row = await db.fetchrow(conn, "get_schedule_row", schedule_id=schedule_id)
         if row is None:
             raise ScheduleNotFound(schedule_id)
 
         async def rows(name: str, **params: Any) -> Sequence[Mapping[str, Any]]:
-            return [dict(r) for r in await database.fetch(conn, name, **params)]
+            return [dict(r) for r in await db.fetch(conn, name, **params)]
 
         job_id = await defer_run(rows, registry, dict(row), await _now(conn))
     assert job_id is not None  # now() is new for each transaction

@@ -6,14 +6,14 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from taskservice import database
 from taskservice.metrics import Metrics
 from taskservice.registry import TaskRegistry
 from taskservice.settings import Settings
+from taskservice.store import asyncpg_driver as db
 
 
-def _pool(request: Request) -> database.Pool:
-    pool: database.Pool = request.app.state.pool
+def _pool(request: Request) -> db.Pool:
+    pool: db.Pool = request.app.state.pool
     return pool
 
 
@@ -33,6 +33,6 @@ def _metrics(request: Request) -> Metrics:
 
 
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
-PoolDep = Annotated[database.Pool, Depends(_pool)]
+PoolDep = Annotated[db.Pool, Depends(_pool)]
 RegistryDep = Annotated[TaskRegistry, Depends(_registry)]
 SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -8,9 +8,9 @@ import procrastinate
 from procrastinate import JobContext, exceptions
 from procrastinate.jobs import Status
 
-from taskservice.outcomes import describe_error, execute
 from taskservice.registry import INTERNAL_QUEUE
-from taskservice.retry import WorkerLost
+from taskservice.store import psycopg_driver as pg
+from taskservice.worker.failures import WorkerLost, describe_error
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +56,10 @@ def register_rescue(
             # Written once the job has moved, so a run that finished meanwhile
             # keeps its result. The trigger closed the attempt; this gives it
             # (and the task) the error.
-            await execute(
+            await pg.execute(
                 app.connector, "record_task_failure", job_id=job.id, error=describe_error(lost)
             )
-        await execute(
+        await pg.execute(
             app.connector, "prune_internal_jobs", task_name=RESCUE_TASK, before_id=context.job.id
         )
         if retried or failed:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from taskservice.models import PG_BIGINT_MAX, TaskStatus
+from taskservice.models.tasks import PG_BIGINT_MAX, TaskStatus
 
 if TYPE_CHECKING:
     import httpx

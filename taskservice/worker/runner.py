@@ -8,9 +8,9 @@ from procrastinate import App
 from prometheus_client import start_http_server
 
 from taskservice.metrics import Metrics
-from taskservice.queue import build_queue_app
 from taskservice.registry import INTERNAL_QUEUE, TaskRegistry
 from taskservice.settings import Settings
+from taskservice.worker.app import build_queue_app
 
 logger = logging.getLogger(__name__)
 

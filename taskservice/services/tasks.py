@@ -1,4 +1,4 @@
-"""The service layer: submit, read, cancel, retry and list tasks; shared by the API and the CLI."""
+"""Tasks: submit, read, cancel, retry and list; shared by the API and the CLI."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ import hashlib
 import json
 from typing import Any
 
-import asyncpg
 import pydantic
 
-from taskservice import database
 from taskservice.errors import (
     IdempotencyKeyReused,
     InvalidTaskRequest,
@@ -17,24 +15,19 @@ from taskservice.errors import (
     TaskNotFound,
     TaskNotRetryable,
     UniqueKeyTaken,
+    UniqueViolation,
 )
-from taskservice.metrics import Metrics
-from taskservice.migrate import migration_names
-from taskservice.models import (
-    Health,
-    QueuePublic,
+from taskservice.job_options import OPTIONS_KEY, options_for
+from taskservice.models.tasks import (
     TaskAttempt,
     TaskCreate,
     TaskFilters,
     TaskPublic,
     TasksPublic,
 )
-from taskservice.queue import DEFAULT_QUEUE
-from taskservice.registry import TaskRegistry, TaskType
-from taskservice.retry import OPTIONS_KEY, options_for
+from taskservice.registry import DEFAULT_QUEUE, TaskRegistry, TaskType
+from taskservice.store import asyncpg_driver as db
 
-# A worker counts as alive while its heartbeat is younger than this.
-LIVE_WORKER_SECONDS = 60.0
 _QUEUEING_LOCK_INDEX = "procrastinate_jobs_queueing_lock_idx_v1"
 
 
@@ -106,7 +99,7 @@ def request_hash(request: TaskCreate) -> str:
 
 async def submit_task(
     *,
-    pool: database.Pool,
+    pool: db.Pool,
     registry: TaskRegistry,
     request: TaskCreate,
     idempotency_key: str | None = None,
@@ -125,7 +118,7 @@ async def submit_task(
     try:
         # One connection for the whole transaction: nothing inside may take a
         # second one from the pool, or concurrent requests could starve it.
-        async with pool.acquire() as conn, conn.transaction():
+        async with db.transaction(pool) as conn:
             if idempotency_key is not None:
                 earlier = await _claim_key(
                     conn, idempotency_key, fingerprint, idempotency_retention_seconds
@@ -133,23 +126,21 @@ async def submit_task(
             if earlier is None:
                 job_id = await _defer(conn, request, args)
                 if idempotency_key is not None:
-                    await database.execute(
+                    await db.execute(
                         conn, "set_idempotency_job", key=idempotency_key, job_id=job_id
                     )
-    except asyncpg.UniqueViolationError as exc:
-        if exc.constraint_name != _QUEUEING_LOCK_INDEX or request.unique_key is None:
+    except UniqueViolation as exc:
+        if exc.constraint != _QUEUEING_LOCK_INDEX or request.unique_key is None:
             raise
-        holder = await database.fetchval(
-            pool, "find_unique_key_holder", unique_key=request.unique_key
-        )
+        holder = await db.fetchval(pool, "find_unique_key_holder", unique_key=request.unique_key)
         raise UniqueKeyTaken(request.unique_key, holder) from exc
     if earlier is not None:
         return await get_task(pool=pool, task_id=earlier), False
     return await get_task(pool=pool, task_id=job_id), True
 
 
-async def _defer(conn: database.Executor, request: TaskCreate, args: dict[str, Any]) -> int:
-    job_id: int = await database.fetchval(
+async def _defer(conn: db.Executor, request: TaskCreate, args: dict[str, Any]) -> int:
+    job_id: int = await db.fetchval(
         conn,
         "defer_task",
         queue=request.queue or DEFAULT_QUEUE,
@@ -164,10 +155,10 @@ async def _defer(conn: database.Executor, request: TaskCreate, args: dict[str, A
 
 
 async def _claim_key(
-    conn: database.Executor, key: str, fingerprint: str, retention_seconds: float
+    conn: db.Executor, key: str, fingerprint: str, retention_seconds: float
 ) -> int | None:
     """None if the key is ours to use; else the id of the task it already made."""
-    claimed = await database.fetchval(
+    claimed = await db.fetchval(
         conn,
         "claim_idempotency_key",
         key=key,
@@ -176,7 +167,7 @@ async def _claim_key(
     )
     if claimed is not None:
         return None
-    row = await database.fetchrow(conn, "get_idempotency_key", key=key)
+    row = await db.fetchrow(conn, "get_idempotency_key", key=key)
     if row is None or row["job_id"] is None:  # its task was deleted meanwhile
         return None
     if row["request_hash"] != fingerprint:
@@ -185,45 +176,45 @@ async def _claim_key(
     return job_id
 
 
-async def get_task(*, pool: database.Pool, task_id: int, with_history: bool = False) -> TaskPublic:
+async def get_task(*, pool: db.Pool, task_id: int, with_history: bool = False) -> TaskPublic:
     """One task by id (with every attempt if asked), or TaskNotFound."""
-    row = await database.fetchrow(pool, "get_task", task_id=task_id)
+    row = await db.fetchrow(pool, "get_task", task_id=task_id)
     if row is None:
         raise TaskNotFound(task_id)
     task = TaskPublic.model_validate(dict(row))
     if with_history:
-        attempts = await database.fetch(pool, "get_task_attempts", task_id=task_id)
+        attempts = await db.fetch(pool, "get_task_attempts", task_id=task_id)
         task.attempt_history = [TaskAttempt.model_validate(dict(a)) for a in attempts]
     return task
 
 
-async def cancel_task(*, pool: database.Pool, task_id: int) -> TaskPublic:
+async def cancel_task(*, pool: db.Pool, task_id: int) -> TaskPublic:
     """Cancel a pending task, or ask a running one to abort.
 
     Returns the task: `cancelled` at once if it was pending, still `in_progress`
     (with `abort_requested`) if a worker is running it."""
-    cancelled = await database.fetchval(pool, "cancel_task", task_id=task_id)
+    cancelled = await db.fetchval(pool, "cancel_task", task_id=task_id)
     task = await get_task(pool=pool, task_id=task_id)
     if cancelled is None:
         raise TaskAlreadyFinished(task_id, task.status.value)
     return task
 
 
-async def retry_task(*, pool: database.Pool, task_id: int) -> TaskPublic:
+async def retry_task(*, pool: db.Pool, task_id: int) -> TaskPublic:
     """Run a failed or cancelled task again, as a new attempt of the same task."""
-    async with pool.acquire() as conn, conn.transaction():
-        row = await database.fetchrow(conn, "retry_task", task_id=task_id)
+    async with db.transaction(pool) as conn:
+        row = await db.fetchrow(conn, "retry_task", task_id=task_id)
         if row is not None:
-            await database.execute(conn, "notify_queue", queue=row["queue_name"], task_id=task_id)
+            await db.execute(conn, "notify_queue", queue=row["queue_name"], task_id=task_id)
     task = await get_task(pool=pool, task_id=task_id)
     if row is None:
         raise TaskNotRetryable(task_id, task.status.value)
     return task
 
 
-async def list_tasks(*, pool: database.Pool, filters: TaskFilters) -> TasksPublic:
+async def list_tasks(*, pool: db.Pool, filters: TaskFilters) -> TasksPublic:
     """One page of tasks, newest first, by keyset on id."""
-    rows = await database.fetch(
+    rows = await db.fetch(
         pool,
         "list_tasks",
         status=filters.status.value if filters.status else None,
@@ -237,53 +228,3 @@ async def list_tasks(*, pool: database.Pool, filters: TaskFilters) -> TasksPubli
     items = [TaskPublic.model_validate(dict(row)) for row in rows[: filters.limit]]
     next_cursor = str(items[-1].id) if len(rows) > filters.limit else None
     return TasksPublic(items=items, next_cursor=next_cursor)
-
-
-async def list_queues(*, pool: database.Pool) -> list[QueuePublic]:
-    """Every queue with tasks, with counts per status and its oldest pending wait."""
-    return [
-        QueuePublic.model_validate(dict(row)) for row in await database.fetch(pool, "list_queues")
-    ]
-
-
-async def check_health(*, pool: database.Pool) -> Health:
-    """Whether the database answers, the schema is current and workers are alive."""
-    try:
-        applied = {row["name"] for row in await database.fetch(pool, "applied_migrations")}
-        workers = await database.fetchval(
-            pool, "count_live_workers", within_seconds=LIVE_WORKER_SECONDS
-        )
-    except (
-        asyncpg.PostgresError,
-        asyncpg.InterfaceError,
-        asyncpg.InternalClientError,
-        OSError,
-        TimeoutError,
-    ):
-        # Any failure here means "not ready": the probe must answer, not raise.
-        return Health(
-            status="unavailable",
-            database=False,
-            schema_current=False,
-            missing_migrations=[],
-            workers=0,
-        )
-    missing = [name for name in migration_names() if name not in applied]
-    return Health(
-        status="ok" if not missing else "unavailable",
-        database=True,
-        schema_current=not missing,
-        missing_migrations=missing,
-        workers=int(workers or 0),
-    )
-
-
-async def read_queue_depth(*, pool: database.Pool, metrics: Metrics) -> None:
-    """Set the queue gauges from PostgreSQL (one indexed query per scrape)."""
-    rows = await database.fetch(pool, "queue_depth")
-    metrics.queue_tasks.clear()
-    metrics.queue_oldest_pending.clear()
-    for row in rows:
-        metrics.queue_tasks.labels(row["queue"], row["status"]).set(row["tasks"])
-        if row["oldest_due_seconds"] is not None:
-            metrics.queue_oldest_pending.labels(row["queue"]).set(row["oldest_due_seconds"])

@@ -6,15 +6,15 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from taskservice import scheduling
-from taskservice.deps import PoolDep, RegistryDep
-from taskservice.models import PG_BIGINT_MAX, TaskPublic
-from taskservice.schedule_models import (
+from taskservice.api.deps import PoolDep, RegistryDep
+from taskservice.models.schedules import (
     ScheduleCreate,
     ScheduledJobsPublic,
     SchedulePublic,
     ScheduleUpdate,
 )
+from taskservice.models.tasks import PG_BIGINT_MAX, TaskPublic
+from taskservice.services import schedules as scheduling
 
 router = APIRouter(prefix="/scheduler/jobs", tags=["scheduler"])
 

@@ -6,11 +6,22 @@ import logging
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
+
+from taskservice.settings import Settings
+from taskservice.store.queries import query
 
 logger = logging.getLogger(__name__)
 
+# Named in the create_embedded_database query too.
 DATABASE_NAME = "taskservice"
+
+
+def resolve_database_url(settings: Settings) -> Settings:
+    """Settings with a database URL: the configured one, or the embedded server's."""
+    if settings.database_url:
+        return settings
+    url = start_embedded_postgres(settings.data_dir)
+    return settings.model_copy(update={"database_url": url})
 
 
 def start_embedded_postgres(data_dir: Path) -> str:
@@ -27,11 +38,9 @@ def start_embedded_postgres(data_dir: Path) -> str:
     server = get_server(data_dir / "pgdata", cleanup_mode="stop")
     admin_url: str = server.get_uri()
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)
-        ).fetchone()
-        if exists is None:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE_NAME)))
+        row = conn.execute(query("embedded_database_exists").psycopg_text).fetchone()
+        if not (row and row[0]):
+            conn.execute(query("create_embedded_database").psycopg_text)
     url: str = server.get_uri(DATABASE_NAME)
     logger.info("embedded PostgreSQL at %s (data in %s)", url, data_dir / "pgdata")
     return url

@@ -9,20 +9,19 @@ import signal
 import sys
 from collections.abc import Sequence
 
-import asyncpg
 import pydantic
 import uvicorn
 
-from taskservice.api import create_app
-from taskservice.client_cli import add_client_commands, run_client_command
-from taskservice.database import resolve_database_url
-from taskservice.errors import TaskServiceError
+from taskservice.api.app import create_app
+from taskservice.cli.client import add_client_commands, run_client_command
+from taskservice.errors import DatabaseError, DatabaseUnavailable, TaskServiceError
 from taskservice.logs import configure_logging
 from taskservice.metrics import Metrics
-from taskservice.migrate import migrate
 from taskservice.registry import load_registry
 from taskservice.settings import Settings
-from taskservice.worker import run_worker
+from taskservice.store.embedded import resolve_database_url
+from taskservice.store.migrate import migrate
+from taskservice.worker.runner import run_worker
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -134,15 +133,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_worker(settings))
         else:
             asyncio.run(_up(settings))
+    except (DatabaseUnavailable, OSError, ConnectionError) as exc:
+        print(f"taskservice: cannot reach the database: {exc}", file=sys.stderr)
+        return 1
+    except DatabaseError as exc:
+        print(f"taskservice: the database refused: {exc}", file=sys.stderr)
+        return 1
     except TaskServiceError as exc:
         print(f"taskservice: {exc}", file=sys.stderr)
         return 2
-    except (OSError, ConnectionError) as exc:
-        print(f"taskservice: cannot reach the database: {exc}", file=sys.stderr)
-        return 1
-    except asyncpg.PostgresError as exc:
-        print(f"taskservice: the database refused: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
     return 0

@@ -5,58 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import traceback
 from typing import Any
 
-from procrastinate import BaseConnector, JobContext, exceptions
+from procrastinate import BaseConnector, JobContext
 from procrastinate.job_context import AbortReason
 from procrastinate.middleware import AsyncCallNext, WorkerMiddleware
 from procrastinate.worker import Worker
 
 from taskservice.metrics import Metrics
-from taskservice.queries import query
 from taskservice.registry import RESERVED_PREFIX
-from taskservice.retry import WorkerLost, WorkerShutdown
-from taskservice.runner import TaskTimeout
-
-
-def describe_error(exc: BaseException, abort_reason: AbortReason | None = None) -> dict[str, Any]:
-    """The error as clients see it: type, message and traceback.
-
-    The service's own stop reasons get short type names (`timeout`, `aborted`,
-    `worker_shutdown`, `worker_lost`); a task's exception keeps its class name."""
-    stopped = isinstance(exc, asyncio.CancelledError | exceptions.JobAborted)
-    if isinstance(exc, WorkerShutdown) or (stopped and abort_reason == AbortReason.SHUTDOWN):
-        kind, message = "worker_shutdown", "its worker shut down mid-run; it will run again"
-    elif stopped:
-        kind, message = "aborted", "cancelled on request while running"
-    elif isinstance(exc, TaskTimeout):
-        kind, message = "timeout", str(exc)
-    elif isinstance(exc, WorkerLost):
-        kind, message = "worker_lost", str(exc)
-    else:
-        return {
-            "type": type(exc).__name__,
-            "message": str(exc),
-            "traceback": "".join(traceback.format_exception(exc)),
-        }
-    return {"type": kind, "message": message, "traceback": None}
-
-
-async def execute(connector: BaseConnector, name: str, /, **params: Any) -> None:
-    """Run a named query on Procrastinate's connection pool (dicts and lists as JSON)."""
-    q = query(name)
-    # Shielded: an abort cancels the task, but its outcome must still be written.
-    await asyncio.shield(connector.execute_query_async(q.psycopg_text, **q.psycopg_params(params)))
+from taskservice.store import psycopg_driver as pg
+from taskservice.worker.failures import WorkerShutdown, describe_error
 
 
 async def _record(connector: BaseConnector, name: str, /, **params: Any) -> float | None:
     """Run a record_task_* query; return how long the run waited to start."""
-    q = query(name)
-    # Shielded: as in execute().
-    row = await asyncio.shield(
-        connector.execute_query_one_async(q.psycopg_text, **q.psycopg_params(params))
-    )
+    row = await pg.fetchrow(connector, name, **params)
     latency = row["start_latency"] if row else None
     return float(latency) if latency is not None else None
 

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import procrastinate
 
-from taskservice.dispatcher import register_dispatcher
-from taskservice.housekeeping import cleanup_schedule
 from taskservice.metrics import Metrics
-from taskservice.outcomes import outcome_recorder
-from taskservice.registry import PeriodicSchedule, TaskRegistry
-from taskservice.rescue import register_rescue
-from taskservice.retry import ServiceRetryStrategy
-from taskservice.runner import make_runner
+from taskservice.registry import DEFAULT_QUEUE, TaskRegistry
+from taskservice.services.schedules import code_schedules
 from taskservice.settings import Settings
-
-DEFAULT_QUEUE = "default"
+from taskservice.worker.dispatcher import register_dispatcher
+from taskservice.worker.invoke import make_runner
+from taskservice.worker.middleware import outcome_recorder
+from taskservice.worker.rescue import register_rescue
+from taskservice.worker.retry import ServiceRetryStrategy
 
 
 def build_queue_app(
@@ -63,11 +61,3 @@ def build_queue_app(
     )
     register_dispatcher(app, registry, code_schedules(settings, registry))
     return app
-
-
-def code_schedules(settings: Settings, registry: TaskRegistry) -> list[PeriodicSchedule]:
-    """The schedules declared in code: the task modules' and the built-in clean-up."""
-    cleanup = cleanup_schedule(
-        settings.retention_days, settings.idempotency_retention_seconds / 86_400
-    )
-    return [*registry.schedules.values(), cleanup]

@@ -7,11 +7,9 @@ from typing import Any
 from procrastinate import JobContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from taskservice.queries import query
-from taskservice.registry import INTERNAL_QUEUE, PeriodicSchedule, RetryPolicy, TaskType
-
-CLEANUP_TASK = "taskservice.cleanup"
-CLEANUP_SCHEDULE = "taskservice.cleanup"
+from taskservice.registry import RetryPolicy, TaskType
+from taskservice.services.schedules import CLEANUP_TASK
+from taskservice.store import psycopg_driver as pg
 
 
 class CleanupParams(BaseModel):
@@ -25,12 +23,10 @@ async def _delete_in_batches(context: JobContext, name: str, **params: Any) -> i
     total = 0
     while True:
         # One short transaction per batch: no long locks on the queue's table.
-        row = await context.app.connector.execute_query_one_async(
-            query(name).psycopg_text,
-            **params,
-        )
-        total += int(row["deleted"])
-        if row["deleted"] < params["batch_size"]:
+        row = await pg.fetchrow(context.app.connector, name, **params)
+        deleted = int(row["deleted"]) if row else 0
+        total += deleted
+        if deleted < params["batch_size"]:
             return total
 
 
@@ -62,15 +58,3 @@ cleanup_task = TaskType(
     retry=RetryPolicy(max_attempts=3, backoff_seconds=60),
     description="Prune finished tasks past the retention.",
 )
-
-
-def cleanup_schedule(retention_days: float, idempotency_key_days: float) -> PeriodicSchedule:
-    """The clean-up, hourly, keeping `retention_days` of finished tasks."""
-    return PeriodicSchedule(
-        name=CLEANUP_SCHEDULE,
-        type=CLEANUP_TASK,
-        params={"older_than_days": retention_days, "idempotency_key_days": idempotency_key_days},
-        cron="17 * * * *",
-        catch_up="once",
-        queue=INTERNAL_QUEUE,
-    )

@@ -13,16 +13,9 @@ from procrastinate.job_context import AbortReason
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
+from taskservice.job_options import OPTIONS_KEY
 from taskservice.registry import TaskType
-from taskservice.retry import OPTIONS_KEY
-
-
-class TaskTimeout(Exception):
-    """A run went past its time limit; it counts as a failed attempt."""
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"ran longer than its time limit of {seconds:g} s")
-        self.seconds = seconds
+from taskservice.worker.failures import TaskTimeout
 
 
 def _prepare(task: TaskType, kwargs: dict[str, Any]) -> tuple[BaseModel, float | None]:

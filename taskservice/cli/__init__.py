@@ -1,0 +1,1 @@
+"""The `taskservice` command: server commands and the operator client."""

@@ -1,0 +1,1 @@
+"""The database seam: named queries, one executor per driver, migrations, the embedded server."""

@@ -1,0 +1,37 @@
+"""The workers' seam to the database: named queries on Procrastinate's psycopg connections."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from procrastinate import BaseConnector
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from taskservice.store.queries import query
+
+
+async def execute(connector: BaseConnector, name: str, /, **params: Any) -> None:
+    """Run the named query on Procrastinate's pool, in a transaction of its own."""
+    q = query(name)
+    # Shielded: an abort cancels the task, but what it started writing must finish.
+    await asyncio.shield(connector.execute_query_async(q.psycopg_text, **q.psycopg_params(params)))
+
+
+async def fetchrow(connector: BaseConnector, name: str, /, **params: Any) -> dict[str, Any] | None:
+    """Run the named query on Procrastinate's pool; return its first row, if any."""
+    q = query(name)
+    # Shielded: as in execute().
+    row: dict[str, Any] | None = await asyncio.shield(
+        connector.execute_query_one_async(q.psycopg_text, **q.psycopg_params(params))
+    )
+    return row
+
+
+async def fetch(conn: AsyncConnection[Any], name: str, /, **params: Any) -> list[dict[str, Any]]:
+    """Run the named query on `conn`, inside the caller's transaction; return its rows."""
+    q = query(name)
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(q.psycopg_text, q.psycopg_params(params))
+        return await cursor.fetchall() if cursor.description else []

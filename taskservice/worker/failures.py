@@ -1,0 +1,49 @@
+"""Why a run stopped other than by its own exception, and how an error is shown to clients."""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+from typing import Any
+
+from procrastinate import exceptions
+from procrastinate.job_context import AbortReason
+
+
+class WorkerShutdown(Exception):
+    """The run was stopped because its worker shut down: not the task's fault."""
+
+
+class WorkerLost(Exception):
+    """The run's worker stopped sending heartbeats (killed, or its machine died)."""
+
+
+class TaskTimeout(Exception):
+    """A run went past its time limit; it counts as a failed attempt."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"ran longer than its time limit of {seconds:g} s")
+        self.seconds = seconds
+
+
+def describe_error(exc: BaseException, abort_reason: AbortReason | None = None) -> dict[str, Any]:
+    """The error as clients see it: type, message and traceback.
+
+    The service's own stop reasons get short type names (`timeout`, `aborted`,
+    `worker_shutdown`, `worker_lost`); a task's exception keeps its class name."""
+    stopped = isinstance(exc, asyncio.CancelledError | exceptions.JobAborted)
+    if isinstance(exc, WorkerShutdown) or (stopped and abort_reason == AbortReason.SHUTDOWN):
+        kind, message = "worker_shutdown", "its worker shut down mid-run; it will run again"
+    elif stopped:
+        kind, message = "aborted", "cancelled on request while running"
+    elif isinstance(exc, TaskTimeout):
+        kind, message = "timeout", str(exc)
+    elif isinstance(exc, WorkerLost):
+        kind, message = "worker_lost", str(exc)
+    else:
+        return {
+            "type": type(exc).__name__,
+            "message": str(exc),
+            "traceback": "".join(traceback.format_exception(exc)),
+        }
+    return {"type": kind, "message": message, "traceback": None}
