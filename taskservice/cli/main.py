@@ -13,7 +13,7 @@ import pydantic
 import uvicorn
 
 from taskservice.api.app import create_app
-from taskservice.cli.client import add_client_commands, run_client_command
+from taskservice.cli.operator import add_client_commands, run_client_command
 from taskservice.errors import DatabaseError, DatabaseUnavailable, TaskServiceError
 from taskservice.logs import configure_logging
 from taskservice.metrics import Metrics

@@ -19,7 +19,7 @@ from taskservice.settings import Settings
 from tests.conftest import running_worker
 from tests.helpers import submit, wait_for_status
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 FAST_RESCUE = {
     "worker_heartbeat_seconds": 0.5,
     "stalled_after_seconds": 2.0,

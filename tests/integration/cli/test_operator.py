@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from taskservice.cli.client import add_client_commands, run_client_command
-from tests.service import free_port, running_service
+from taskservice.cli.operator import add_client_commands, run_client_command
+from tests.live_service import free_port, running_service
 
 Capsys = pytest.CaptureFixture[str]
 

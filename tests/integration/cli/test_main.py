@@ -17,7 +17,7 @@ from typing import Any
 
 import psutil
 
-from tests.service import free_port, running_service
+from tests.live_service import free_port, running_service
 
 
 def _http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
