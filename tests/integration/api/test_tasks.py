@@ -145,7 +145,7 @@ async def test_cancel_pending_task(client: httpx.AsyncClient) -> None:
 async def test_list_is_newest_first_with_keyset_pages(client: httpx.AsyncClient) -> None:
     ids = [(await submit(client, type="echo", params={"value": i}))["id"] for i in range(5)]
 
-    async def page(**params: object) -> dict[str, Any]:
+    async def page(**params: str | int) -> dict[str, Any]:
         page: dict[str, Any] = (await client.get("/tasks", params={"limit": 2, **params})).json()
         return page
 
