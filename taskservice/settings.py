@@ -58,6 +58,36 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     api_pool_size: int = Field(default=10, ge=1, description="asyncpg connections per API.")
+    max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="Largest request body; a larger one (or a chunked one that grows "
+        "past it) is refused with 413 before it is held in memory.",
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest a client may take to send a request body (from the request's "
+        "start); then 408 and the connection is closed.",
+    )
+    max_requests_in_flight: int = Field(
+        default=100,
+        ge=1,
+        description="Requests one API process works on at once; one more gets 503 with "
+        "Retry-After instead of queueing. /health* and /metrics are not counted.",
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="Open connections one API process accepts (uvicorn's limit_concurrency); "
+        "past it, new ones get 503.",
+    )
+    list_page_bytes: int = Field(
+        default=4_194_304,
+        ge=1024,
+        description="Budget of one GET /tasks page for params, results and errors (as JSON "
+        "text); a page ends early when the next task would pass it, but holds at least one.",
+    )
 
     concurrency: int = Field(default=4, ge=1, description="Jobs one worker runs at once.")
     queues: Annotated[list[str], NoDecode] = Field(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 CatchUp = Literal["once", "skip"]
 
@@ -18,13 +18,22 @@ _UTC = dt.UTC
 
 
 def check_cron(expression: str) -> str:
-    """The expression if it is valid cron (5 fields, or 6 with seconds last), else ValueError."""
+    """The expression if it is valid cron (5 fields, or 6 with seconds last) and
+    names a time that exists (not 30 February), else ValueError."""
     fields = expression.split()
     if len(fields) not in (5, 6) or not croniter.is_valid(expression):
         raise ValueError(
             f"{expression!r} is not a cron expression: use 5 fields "
             "(minute hour day month weekday) or 6 (with seconds last), e.g. '30 2 * * *'"
         )
+    try:
+        # Any start will do: without a year field, a cron that fires at all
+        # fires within 28 years of any date.
+        croniter(expression, dt.datetime(2000, 1, 1)).get_next(dt.datetime)
+    except CroniterError as exc:
+        raise ValueError(
+            f"{expression!r} never fires: no date matches its day and month (e.g. 30 February)"
+        ) from exc
     return expression
 
 

@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from taskservice.api.errors import install_error_handlers
+from taskservice.api.limits import limit_requests
+from taskservice.api.openapi import document_task_types
 from taskservice.api.request_metrics import observe_requests
 from taskservice.api.routes import health, queues, schedules, tasks
 from taskservice.metrics import Metrics
@@ -49,7 +51,9 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    limit_requests(app, settings)
     observe_requests(app, app_metrics)
     for routes in (tasks, queues, schedules, health):
         app.include_router(routes.router)
+    document_task_types(app, task_registry)
     return app

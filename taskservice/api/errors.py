@@ -27,6 +27,13 @@ from taskservice.errors import (
 
 logger = logging.getLogger(__name__)
 
+# FastAPI answers 400 with this when a JSON body is not UTF-8 (json.loads raises
+# UnicodeDecodeError; bad JSON itself is a 422), and Starlette 413 with the other.
+_CLEARER = {
+    "There was an error parsing the body": "the body is not valid UTF-8; send JSON in UTF-8",
+    "Content Too Large": "the body is larger than the limit (TASKSERVICE_MAX_BODY_BYTES)",
+}
+
 
 def _problem(status_code: int, loc: list[str], msg: str, kind: str, **ctx: Any) -> JSONResponse:
     """An error body in FastAPI's validation format, so clients parse one shape."""
@@ -37,11 +44,16 @@ def _problem(status_code: int, loc: list[str], msg: str, kind: str, **ctx: Any) 
 
 
 def _json_safe(error: dict[str, Any]) -> dict[str, Any]:
-    """A validation error that JSON can carry: `input` goes if it holds NaN or the like."""
+    """A validation error that JSON in UTF-8 can carry: `input` and `ctx` go if they
+    hold NaN or a lone surrogate; a lone surrogate in `loc` is written escaped."""
     encoded: dict[str, Any] = jsonable_encoder(error)
+    encoded["loc"] = [
+        part.encode("utf-8", "backslashreplace").decode() if isinstance(part, str) else part
+        for part in encoded.get("loc", [])
+    ]
     try:
-        json.dumps(encoded, allow_nan=False)
-    except ValueError:
+        json.dumps(encoded, allow_nan=False, ensure_ascii=False).encode()
+    except ValueError:  # UnicodeEncodeError is one
         encoded.pop("input", None)
         encoded.pop("ctx", None)
     return encoded
@@ -60,8 +72,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         # FastAPI's own errors (unknown route, unparsable body) carry a bare
         # string; give them the same shape as every other error.
-        loc = ["body"] if exc.status_code == 400 else []
-        response = _problem(exc.status_code, loc, str(exc.detail), "http_error")
+        loc = ["body"] if exc.status_code in (400, 408, 413) else []
+        message = _CLEARER.get(str(exc.detail), str(exc.detail))
+        response = _problem(exc.status_code, loc, message, "http_error")
         if exc.headers:
             response.headers.update(exc.headers)
         return response

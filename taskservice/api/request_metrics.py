@@ -1,25 +1,66 @@
-"""HTTP middleware that counts and times every request for /metrics."""
+"""ASGI middleware that counts and times every request for /metrics, and answers
+an unhandled exception with a counted JSON 500 (its traceback goes to the log)."""
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from taskservice.api.limits import error_response
 from taskservice.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+
+class ObserveRequests:
+    """Count and time every HTTP request by method, route template and status.
+
+    Outermost of the service's middleware, so answers given by the limits (413,
+    408, 503) count too; and an exception no handler took is answered here,
+    rather than by Starlette's plain-text 500 outside every counter."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status: int | None = None
+
+        async def send_observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_observed)
+        except Exception:
+            logger.exception("unhandled error answering %s %s", scope["method"], scope["path"])
+            if status is not None:  # too late for an answer: the server drops the connection
+                self._observe(scope, 500, started)
+                raise
+            response = error_response(
+                500, "internal error; the service's log has the details", "internal_error"
+            )
+            await response(scope, receive, send_observed)
+        if status is not None:
+            self._observe(scope, status, started)
+
+    def _observe(self, scope: Scope, status: int, started: float) -> None:
+        # The router sets scope["route"]; a request refused before routing has none.
+        route = getattr(scope.get("route"), "path", "unmatched")
+        method = scope["method"]
+        self.metrics.http_requests.labels(method, route, str(status)).inc()
+        self.metrics.http_duration.labels(method, route).observe(time.perf_counter() - started)
 
 
 def observe_requests(app: FastAPI, metrics: Metrics) -> None:
-    """Count and time every HTTP request by method, route template and status."""
-
-    @app.middleware("http")
-    async def observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        metrics.http_requests.labels(request.method, route, str(response.status_code)).inc()
-        metrics.http_duration.labels(request.method, route).observe(time.perf_counter() - started)
-        return response
+    """Count every request of `app`; call after every other middleware is added."""
+    app.add_middleware(ObserveRequests, metrics=metrics)

@@ -8,6 +8,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import pydantic
 import uvicorn
@@ -69,6 +70,17 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.model_validate({**Settings().model_dump(), **overrides})
 
 
+def _server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's settings: where to listen, and how many connections to hold at most
+    (slow clients each hold one; past the limit uvicorn answers 503)."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "limit_concurrency": settings.max_connections,
+    }
+
+
 async def _up(settings: Settings) -> None:
     registry = load_registry(settings.task_modules)
     await migrate(settings.database_url or "")
@@ -76,9 +88,7 @@ async def _up(settings: Settings) -> None:
     app = create_app(
         settings.model_copy(update={"migrate_on_start": False}), registry=registry, metrics=metrics
     )
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None)
-    )
+    server = uvicorn.Server(uvicorn.Config(app, **_server_options(settings)))
     worker = asyncio.create_task(
         run_worker(settings, registry, install_signal_handlers=False, metrics=metrics)
     )
@@ -126,9 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             applied = asyncio.run(migrate(settings.database_url))
             print("applied: " + ", ".join(applied) if applied else "schema already current")
         elif args.command == "api":
-            uvicorn.run(
-                create_app(settings), host=settings.host, port=settings.port, log_config=None
-            )
+            uvicorn.run(create_app(settings), **_server_options(settings))
         elif args.command == "worker":
             asyncio.run(_worker(settings))
         else:

@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from taskservice.models.tasks import PG_INT_MAX, QueueName, TaskPublic, check_storable
+from taskservice.models.fields import Int32, Name, Seconds, StorableText, StrictBool, check_storable
+from taskservice.models.tasks import QueueName, TaskPublic
 from taskservice.timing import CatchUp, check_cron, check_timezone
 
 
@@ -35,17 +36,22 @@ class ScheduleCreate(_Timing):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200, examples=["nightly-report"])
-    type: str = Field(min_length=1, max_length=200, examples=["echo"])
-    params: dict[str, Any] = Field(default_factory=dict)
-    cron: str | None = Field(
-        default=None, examples=["30 2 * * *"], description="5 fields, or 6 with seconds last."
+    name: Name = Field(examples=["nightly-report"])
+    type: StorableText = Field(min_length=1, max_length=200, examples=["echo"])
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Checked against the type's params schema."
     )
-    interval_seconds: float | None = Field(default=None, ge=1, le=366 * 86_400)
-    timezone: str = Field(default="UTC", examples=["Europe/Paris"])
-    priority: int = Field(default=0, ge=-PG_INT_MAX, le=PG_INT_MAX)
+    cron: StorableText | None = Field(
+        default=None,
+        max_length=200,
+        examples=["30 2 * * *"],
+        description="5 fields, or 6 with seconds last; one that never fires is refused.",
+    )
+    interval_seconds: Seconds | None = Field(default=None, ge=1)
+    timezone: StorableText = Field(default="UTC", max_length=200, examples=["Europe/Paris"])
+    priority: Int32 = 0
     queue: QueueName = "default"
-    enabled: bool = True
+    enabled: StrictBool = True
     catch_up: CatchUp = Field(
         default="once", description="Runs missed while no worker ran: `once` or `skip`."
     )
@@ -70,12 +76,12 @@ class ScheduleUpdate(_Timing):
     model_config = ConfigDict(extra="forbid")
 
     params: dict[str, Any] | None = None
-    cron: str | None = None
-    interval_seconds: float | None = Field(default=None, ge=1, le=366 * 86_400)
-    timezone: str | None = None
-    priority: int | None = Field(default=None, ge=-PG_INT_MAX, le=PG_INT_MAX)
+    cron: StorableText | None = Field(default=None, max_length=200)
+    interval_seconds: Seconds | None = Field(default=None, ge=1)
+    timezone: StorableText | None = Field(default=None, max_length=200)
+    priority: Int32 | None = None
     queue: QueueName | None = None
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     catch_up: CatchUp | None = None
 
     @model_validator(mode="after")

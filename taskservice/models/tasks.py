@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-PG_INT_MAX = 2**31 - 1
-PG_BIGINT_MAX = 2**63 - 1
+from taskservice.models.fields import PG_BIGINT_MAX as PG_BIGINT_MAX
+from taskservice.models.fields import PG_INT_MAX as PG_INT_MAX
+from taskservice.models.fields import (
+    CanonicalInt,
+    Int32,
+    Moment,
+    Seconds,
+    StorableText,
+    check_storable,
+)
+
+# A task's attempts in all; each type has its own (lower) limit.
+MAX_ATTEMPTS = 1_000
 
 # Procrastinate notifies workers on channel "procrastinate_queue_v1#<queue>", and
 # PostgreSQL channel names stop at 63 bytes.
@@ -30,56 +40,39 @@ class TaskStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-# Deeper documents overflow recursive code on the way (Procrastinate copies args
-# with attrs.asdict); no real task needs more.
-MAX_PARAMS_DEPTH = 64
-
-
-def check_storable(value: Any, path: str = "params", depth: int = 0) -> None:
-    """Reject what JSON parsing lets through but PostgreSQL's jsonb cannot store
-    (or Procrastinate's recursive copy of args cannot take)."""
-    if depth > MAX_PARAMS_DEPTH:
-        raise ValueError(f"{path}: nested more than {MAX_PARAMS_DEPTH} levels deep")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{path}: NaN and Infinity are not valid JSON numbers")
-    if isinstance(value, str) and "\x00" in value:
-        raise ValueError(f"{path}: strings may not contain the NUL character")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            check_storable(key, f"{path} key", depth + 1)
-            check_storable(item, f"{path}.{key}", depth + 1)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            check_storable(item, f"{path}[{index}]", depth + 1)
-
-
 class TaskCreate(BaseModel):
     """A submission: which task type to run, with which params, where and when."""
 
     model_config = ConfigDict(extra="forbid")
 
-    type: str = Field(min_length=1, max_length=200, examples=["echo"])
-    params: dict[str, Any] = Field(default_factory=dict, examples=[{"value": 42}])
-    priority: int = Field(
-        default=0, ge=-PG_INT_MAX, le=PG_INT_MAX, description="Higher runs first."
+    type: StorableText = Field(min_length=1, max_length=200, examples=["echo"])
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        examples=[{"value": 42}],
+        description="Checked against the type's params schema: see GET /task-types.",
     )
+    priority: Int32 = Field(default=0, description="Higher runs first.")
     queue: QueueName | None = Field(default=None, description="Defaults to `default`.")
-    run_at: AwareDatetime | None = Field(
+    run_at: Moment | None = Field(
         default=None, description="Run no earlier than this (timezone required); past is now."
     )
-    delay_seconds: float | None = Field(
-        default=None, ge=0, le=366 * 86_400, description="Run this long from now (not with run_at)."
+    delay_seconds: Seconds | None = Field(
+        default=None, ge=0, description="Run this long from now (not with run_at)."
     )
     max_attempts: int | None = Field(
-        default=None, ge=1, description="Runs in all, first included; default and limit per type."
+        default=None,
+        strict=True,
+        ge=1,
+        le=MAX_ATTEMPTS,
+        description="Runs in all, first included; default and limit per type.",
     )
-    backoff_seconds: float | None = Field(
+    backoff_seconds: Seconds | None = Field(
         default=None, ge=0, description="First wait between attempts; the type's policy grows it."
     )
-    timeout_seconds: float | None = Field(
+    timeout_seconds: Seconds | None = Field(
         default=None, gt=0, description="Time limit of a run; at most the type's own limit."
     )
-    unique_key: str | None = Field(
+    unique_key: StorableText | None = Field(
         default=None,
         min_length=1,
         max_length=255,
@@ -151,14 +144,16 @@ class TasksPublic(BaseModel):
 
 
 class TaskFilters(BaseModel):
-    """What `GET /tasks` filters and pages by."""
+    """What `GET /tasks` filters and pages by; an unknown parameter is refused."""
+
+    model_config = ConfigDict(extra="forbid")
 
     status: TaskStatus | None = None
-    type: str | None = None
-    queue: str | None = None
-    created_after: AwareDatetime | None = None
-    created_before: AwareDatetime | None = None
-    limit: int = Field(default=50, ge=1, le=500)
+    type: StorableText | None = Field(default=None, max_length=200)
+    queue: StorableText | None = Field(default=None, max_length=200)
+    created_after: Moment | None = Field(default=None, description="RFC 3339, with a time zone.")
+    created_before: Moment | None = Field(default=None, description="RFC 3339, with a time zone.")
+    limit: CanonicalInt = Field(default=50, ge=1, le=500)
     cursor: str | None = Field(default=None, pattern=r"^[1-9][0-9]{0,17}$")
 
 

@@ -65,6 +65,16 @@ def _timing(cron: str | None, interval: float | None, timezone: str) -> Timing:
         ) from exc
 
 
+def _first_run(timing: Timing, after: dt.datetime) -> dt.datetime:
+    """The first run after `after`, or a 422 if the timing never gives one."""
+    try:
+        return timing.first_after(after)
+    except ValueError as exc:
+        raise InvalidTaskRequest(
+            [{"loc": ["body", "cron"], "msg": str(exc), "type": "value_error"}]
+        ) from exc
+
+
 async def sync_code_schedules(*, pool: db.Pool, schedules: Iterable[PeriodicSchedule]) -> None:
     """Create or update the schedules declared in code (workers do it too)."""
     now = await _now(pool)
@@ -105,7 +115,7 @@ async def create_schedule(
             pool,
             "insert_schedule",
             **request.model_dump(),
-            next_run_at=timing.first_after(await _now(pool)),
+            next_run_at=_first_run(timing, await _now(pool)),
         )
     except UniqueViolation as exc:
         raise ScheduleNameTaken(request.name) from exc
@@ -131,7 +141,7 @@ async def update_schedule(
     retimed = {"cron", "interval_seconds", "timezone"} & changes.keys() or (
         changes.get("enabled") and not current.enabled
     )
-    next_run_at = timing.first_after(await _now(pool)) if retimed else current.next_run_at
+    next_run_at = _first_run(timing, await _now(pool)) if retimed else current.next_run_at
     fields = ("params", "cron", "interval_seconds", "timezone", "priority", "queue")
     await db.execute(
         pool,

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Response, status
 
 from taskservice.api.deps import PoolDep, RegistryDep
+from taskservice.models.fields import CanonicalInt
 from taskservice.models.schedules import (
     ScheduleCreate,
     ScheduledJobsPublic,
@@ -18,7 +19,7 @@ from taskservice.services import schedules as scheduling
 
 router = APIRouter(prefix="/scheduler/jobs", tags=["scheduler"])
 
-ScheduleId = Annotated[int, Path(ge=1, le=PG_BIGINT_MAX, description="The schedule's id.")]
+ScheduleId = Annotated[CanonicalInt, Path(ge=1, le=PG_BIGINT_MAX, description="The schedule's id.")]
 
 
 @router.get("", response_model=ScheduledJobsPublic)

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, Response, status
 
 from taskservice.api.deps import MetricsDep, PoolDep, RegistryDep, SettingsDep
+from taskservice.models.fields import CanonicalInt
 from taskservice.models.tasks import (
     PG_BIGINT_MAX,
     TaskCreate,
@@ -19,7 +20,7 @@ from taskservice.services import tasks as service
 
 router = APIRouter()
 
-TaskId = Annotated[int, Path(ge=1, le=PG_BIGINT_MAX, description="The task's id.")]
+TaskId = Annotated[CanonicalInt, Path(ge=1, le=PG_BIGINT_MAX, description="The task's id.")]
 IdempotencyKey = Annotated[
     str | None,
     Header(
