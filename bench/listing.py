@@ -21,6 +21,7 @@ import time
 from bench.latency import _fresh_database
 from taskservice.models.tasks import TaskFilters
 from taskservice.services import tasks as service
+from taskservice.settings import Settings
 from taskservice.store import asyncpg_driver as database
 from taskservice.store.migrate import migrate
 
@@ -56,13 +57,14 @@ async def _measure(url: str, tasks: int, repeat: int) -> None:
             "no filter, cursor mid-table": {"cursor": deep},
             "status=failed, cursor mid-table": {"status": "failed", "cursor": deep},
         }
+        page_bytes: int = Settings.model_fields["list_page_bytes"].default
         print(f"GET /tasks (limit 50) on {tasks:,} tasks, median of {repeat}:")
         for label, params in cases.items():
             filters = TaskFilters.model_validate(params)
             times = []
             for _ in range(repeat):
                 start = time.perf_counter()
-                await service.list_tasks(pool=pool, filters=filters)
+                await service.list_tasks(pool=pool, filters=filters, page_bytes=page_bytes)
                 times.append(time.perf_counter() - start)
             print(f"  {label:34} {statistics.median(times) * 1000:7.2f} ms")
     finally:

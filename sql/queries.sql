@@ -85,7 +85,14 @@ ORDER BY j.queue_name;
 -- name: list_tasks
 -- Newest first; :before_id is the keyset cursor (the last id of the previous page).
 -- The service's own jobs (the stalled-task rescue) show only when asked for by type.
-SELECT t.*
+-- A page also ends before the task that would take its params, results and errors
+-- (as JSON text) past :page_bytes, but holds at least one task; `fetched` (rows
+-- before that cut) tells the caller whether it left some out. The sizes are
+-- measured here, so a page over the budget never reaches the API's memory.
+WITH page AS (
+SELECT t.*,
+    octet_length(t.params::text) + coalesce(octet_length(t.result::text), 0)
+        + coalesce(octet_length(t.error::text), 0) AS task_bytes
 FROM taskservice.tasks AS t
 WHERE (
     CAST(:status AS text) IS NULL
@@ -97,7 +104,17 @@ WHERE (
   AND (CAST(:created_before AS timestamptz) IS NULL OR t.created_at < :created_before)
   AND (CAST(:before_id AS bigint) IS NULL OR t.id < :before_id)
 ORDER BY t.id DESC
-LIMIT :limit;
+LIMIT :limit
+), sized AS (
+    SELECT page.*,
+        sum(page.task_bytes) OVER (ORDER BY page.id DESC) AS bytes_through,
+        row_number() OVER (ORDER BY page.id DESC) AS position,
+        count(*) OVER () AS fetched
+    FROM page
+)
+SELECT * FROM sized
+WHERE sized.position = 1 OR sized.bytes_through <= :page_bytes
+ORDER BY sized.id DESC;
 
 -- name: cancel_task
 -- Procrastinate's own cancel: todo -> cancelled; doing -> abort requested.

@@ -4,7 +4,9 @@ an unhandled exception with a counted JSON 500 (its traceback goes to the log)."
 from __future__ import annotations
 
 import logging
+import re
 import time
+from collections.abc import Callable, Iterable
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,9 +24,13 @@ class ObserveRequests:
     408, 503) count too; and an exception no handler took is answered here,
     rather than by Starlette's plain-text 500 outside every counter."""
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+    def __init__(
+        self, app: ASGIApp, *, metrics: Metrics, templates: Callable[[], Iterable[str]]
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.templates = templates
+        self._patterns: list[tuple[re.Pattern[str], str]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,13 +60,30 @@ class ObserveRequests:
             self._observe(scope, status, started)
 
     def _observe(self, scope: Scope, status: int, started: float) -> None:
-        # The router sets scope["route"]; a request refused before routing has none.
-        route = getattr(scope.get("route"), "path", "unmatched")
+        route = self._route(scope)
         method = scope["method"]
         self.metrics.http_requests.labels(method, route, str(status)).inc()
         self.metrics.http_duration.labels(method, route).observe(time.perf_counter() - started)
 
+    def _route(self, scope: Scope) -> str:
+        """The route template: the router leaves it in the scope; for a request
+        refused before routing (413, 408, 503), the template its path matches."""
+        if "route" in scope:
+            return str(getattr(scope["route"], "path", "unmatched"))
+        if self._patterns is None:
+            self._patterns = [(_template_pattern(t), t) for t in self.templates()]
+        path = scope["path"]
+        return next((t for pattern, t in self._patterns if pattern.match(path)), "unmatched")
+
+
+def _template_pattern(template: str) -> re.Pattern[str]:
+    """ "/tasks/{task_id}" -> a pattern matching "/tasks/5"."""
+    parts = ("[^/]+" if part.startswith("{") else re.escape(part) for part in template.split("/"))
+    return re.compile("/".join(parts) + "$")
+
 
 def observe_requests(app: FastAPI, metrics: Metrics) -> None:
     """Count every request of `app`; call after every other middleware is added."""
-    app.add_middleware(ObserveRequests, metrics=metrics)
+    app.add_middleware(
+        ObserveRequests, metrics=metrics, templates=lambda: app.openapi()["paths"].keys()
+    )

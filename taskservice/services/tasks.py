@@ -212,8 +212,10 @@ async def retry_task(*, pool: db.Pool, task_id: int) -> TaskPublic:
     return task
 
 
-async def list_tasks(*, pool: db.Pool, filters: TaskFilters) -> TasksPublic:
-    """One page of tasks, newest first, by keyset on id."""
+async def list_tasks(*, pool: db.Pool, filters: TaskFilters, page_bytes: int) -> TasksPublic:
+    """One page of tasks, newest first, by keyset on id. The page ends early
+    when its params, results and errors would pass `page_bytes` (as JSON text);
+    it holds at least one task, and `next_cursor` goes on from where it ended."""
     rows = await db.fetch(
         pool,
         "list_tasks",
@@ -224,7 +226,10 @@ async def list_tasks(*, pool: db.Pool, filters: TaskFilters) -> TasksPublic:
         created_before=filters.created_before,
         before_id=int(filters.cursor) if filters.cursor else None,
         limit=filters.limit + 1,
+        page_bytes=page_bytes,
     )
     items = [TaskPublic.model_validate(dict(row)) for row in rows[: filters.limit]]
-    next_cursor = str(items[-1].id) if len(rows) > filters.limit else None
+    fetched = rows[0]["fetched"] if rows else 0
+    more = fetched > filters.limit or len(rows) < fetched
+    next_cursor = str(items[-1].id) if more else None
     return TasksPublic(items=items, next_cursor=next_cursor)

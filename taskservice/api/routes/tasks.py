@@ -65,9 +65,12 @@ async def submit(
 
 
 @router.get("/tasks", response_model=TasksPublic)
-async def list_tasks(filters: Annotated[TaskFilters, Query()], pool: PoolDep) -> TasksPublic:
-    """Tasks newest first, filtered; follow `next_cursor` for the next page."""
-    return await service.list_tasks(pool=pool, filters=filters)
+async def list_tasks(
+    filters: Annotated[TaskFilters, Query()], pool: PoolDep, settings: SettingsDep
+) -> TasksPublic:
+    """Tasks newest first, filtered; follow `next_cursor` for the next page. A page
+    ends early once its params, results and errors reach TASKSERVICE_LIST_PAGE_BYTES."""
+    return await service.list_tasks(pool=pool, filters=filters, page_bytes=settings.list_page_bytes)
 
 
 @router.get("/tasks/{task_id}", response_model=TaskPublic, responses={404: {}})
