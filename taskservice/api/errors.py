@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from taskservice.api.openapi import allowed_methods
 from taskservice.errors import (
     DatabaseUnavailable,
     IdempotencyKeyReused,
@@ -69,7 +70,7 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # FastAPI's own errors (unknown route, unparsable body) carry a bare
         # string; give them the same shape as every other error.
         loc = ["body"] if exc.status_code in (400, 408, 413) else []
@@ -77,6 +78,8 @@ def install_error_handlers(app: FastAPI) -> None:
         response = _problem(exc.status_code, loc, message, "http_error")
         if exc.headers:
             response.headers.update(exc.headers)
+        if exc.status_code == 405:  # Starlette's Allow names one route's methods, not the path's
+            response.headers["Allow"] = ", ".join(allowed_methods(app, request.url.path))
         return response
 
     @app.exception_handler(InvalidTaskRequest)

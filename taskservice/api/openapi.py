@@ -102,6 +102,21 @@ def _complete(schema: dict[str, Any], registry: TaskRegistry) -> None:
                     response.setdefault("description", "Error")
 
 
+def template_pattern(template: str) -> re.Pattern[str]:
+    """ "/tasks/{task_id}" -> a pattern that matches "/tasks/5"."""
+    parts = ("[^/]+" if part.startswith("{") else re.escape(part) for part in template.split("/"))
+    return re.compile("/".join(parts) + "$")
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """The methods the document gives for the path template `path` matches."""
+    methods: set[str] = set()
+    for template, operations in app.openapi().get("paths", {}).items():
+        if template_pattern(template).match(path):
+            methods.update(method.upper() for method in operations)
+    return sorted(methods)
+
+
 def document_task_types(app: FastAPI, registry: TaskRegistry) -> None:
     """Make `app.openapi()` describe each task type's params and the common errors."""
     build = app.openapi

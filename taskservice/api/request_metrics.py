@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskservice.api.limits import error_response
+from taskservice.api.openapi import template_pattern
 from taskservice.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -71,15 +72,9 @@ class ObserveRequests:
         if "route" in scope:
             return str(getattr(scope["route"], "path", "unmatched"))
         if self._patterns is None:
-            self._patterns = [(_template_pattern(t), t) for t in self.templates()]
+            self._patterns = [(template_pattern(t), t) for t in self.templates()]
         path = scope["path"]
         return next((t for pattern, t in self._patterns if pattern.match(path)), "unmatched")
-
-
-def _template_pattern(template: str) -> re.Pattern[str]:
-    """ "/tasks/{task_id}" -> a pattern matching "/tasks/5"."""
-    parts = ("[^/]+" if part.startswith("{") else re.escape(part) for part in template.split("/"))
-    return re.compile("/".join(parts) + "$")
 
 
 def observe_requests(app: FastAPI, metrics: Metrics) -> None:

@@ -67,7 +67,7 @@ StrictBool = Annotated[bool, Field(strict=True)]
 _CANONICAL_INT = re.compile(r"-?[1-9][0-9]*|0")
 
 
-def _canonical_int(value: object) -> object:
+def canonical_int(value: object) -> object:
     """Refuse "1.0", "+5", "0646", " 7": one spelling per number in paths and queries."""
     if isinstance(value, str) and not _CANONICAL_INT.fullmatch(value):
         raise ValueError("must be an integer written in decimal digits, without sign or zeros")
@@ -75,7 +75,7 @@ def _canonical_int(value: object) -> object:
 
 
 # An integer in a path or a query string.
-CanonicalInt = Annotated[int, BeforeValidator(_canonical_int)]
+CanonicalInt = Annotated[int, BeforeValidator(canonical_int)]
 
 # RFC 3339: a date and a time; pydantic alone also takes "0.5" (Unix seconds).
 _DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")

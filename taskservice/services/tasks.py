@@ -60,7 +60,9 @@ def check_params(task: TaskType, params: dict[str, Any]) -> None:
             "reserved_param",
         )
     try:
-        task.params_model.model_validate(params)
+        # Strict, as JSON: what the type's JSON schema says (no false for a
+        # number, no "5" for an integer), not what Python coercion would make of it.
+        task.params_model.model_validate_json(json.dumps(params), strict=True)
     except pydantic.ValidationError as exc:
         raise InvalidTaskRequest(
             [

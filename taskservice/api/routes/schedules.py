@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response, status
+from pydantic import BeforeValidator
 
 from taskservice.api.deps import PoolDep, RegistryDep
-from taskservice.models.fields import CanonicalInt
+from taskservice.models.fields import canonical_int
 from taskservice.models.schedules import (
     ScheduleCreate,
     ScheduledJobsPublic,
@@ -19,7 +20,11 @@ from taskservice.services import schedules as scheduling
 
 router = APIRouter(prefix="/scheduler/jobs", tags=["scheduler"])
 
-ScheduleId = Annotated[CanonicalInt, Path(ge=1, le=PG_BIGINT_MAX, description="The schedule's id.")]
+ScheduleId = Annotated[
+    int,
+    Path(ge=1, le=PG_BIGINT_MAX, description="The schedule's id."),
+    BeforeValidator(canonical_int),
+]
 
 
 @router.get("", response_model=ScheduledJobsPublic)

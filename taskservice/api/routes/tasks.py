@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
+from pydantic import BeforeValidator
 
 from taskservice.api.deps import MetricsDep, PoolDep, RegistryDep, SettingsDep
-from taskservice.models.fields import CanonicalInt
+from taskservice.models.fields import canonical_int
 from taskservice.models.tasks import (
     PG_BIGINT_MAX,
     TaskCreate,
@@ -20,7 +21,9 @@ from taskservice.services import tasks as service
 
 router = APIRouter()
 
-TaskId = Annotated[CanonicalInt, Path(ge=1, le=PG_BIGINT_MAX, description="The task's id.")]
+TaskId = Annotated[
+    int, Path(ge=1, le=PG_BIGINT_MAX, description="The task's id."), BeforeValidator(canonical_int)
+]
 IdempotencyKey = Annotated[
     str | None,
     Header(
