@@ -97,3 +97,13 @@ def test_bad_timezone_is_refused() -> None:
         check_timezone("Mars/Olympus")
     with pytest.raises(ValueError, match="exactly one"):
         Timing(cron="* * * * *", interval_seconds=5)
+
+
+@pytest.mark.parametrize("never", ["0 0 30 2 *", "0 0 31 4 *", "0 0 31 11 * 0"])
+def test_a_cron_that_never_fires_is_refused(never: str) -> None:
+    with pytest.raises(ValueError, match="never fires"):
+        check_cron(never)
+
+
+def test_a_cron_that_fires_once_in_four_years_is_kept() -> None:
+    assert check_cron("0 0 29 2 *") == "0 0 29 2 *"
