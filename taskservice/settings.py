@@ -54,6 +54,17 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(
         default=9100, description="Where a worker serves Prometheus metrics; unset: none."
     )
+    metrics_queues: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated queues that always get their own metrics label "
+        "(besides default, taskservice and the worker's queues).",
+    )
+    metrics_max_queues: int = Field(
+        default=50,
+        ge=0,
+        description="How many other queue names get their own metrics label, first seen "
+        'first; later ones are counted under queue="other".',
+    )
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -85,7 +96,7 @@ class Settings(BaseSettings):
         default=86_400.0, gt=0, description="How long an Idempotency-Key is remembered."
     )
 
-    @field_validator("task_modules", "queues", mode="before")
+    @field_validator("task_modules", "queues", "metrics_queues", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         return _split_commas(value)

@@ -26,7 +26,7 @@ def create_app(
         raise ValueError("create_app needs settings with a database_url")
     database_url = settings.database_url
     task_registry = registry or load_registry(settings.task_modules)
-    app_metrics = metrics or Metrics()
+    app_metrics = metrics or Metrics.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -72,7 +72,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 async def _up(settings: Settings) -> None:
     registry = load_registry(settings.task_modules)
     await migrate(settings.database_url or "")
-    metrics = Metrics()  # one set for both halves, served by the API's /metrics
+    metrics = Metrics.from_settings(
+        settings
+    )  # one set for both halves, served by the API's /metrics
     app = create_app(
         settings.model_copy(update={"migrate_on_start": False}), registry=registry, metrics=metrics
     )
