@@ -46,7 +46,33 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated modules whose TaskType objects are registered.",
     )
-    migrate_on_start: bool = True
+    migrate_on_start: bool = Field(
+        default=True, description="`up`, `api` and `worker` run `migrate` before starting."
+    )
+    migrate_lock_timeout_seconds: float = Field(
+        default=3.0,
+        gt=0,
+        description="How long one migration step waits for a lock (reads queue behind it "
+        "meanwhile) before it lets go and retries.",
+    )
+    migrate_lock_wait_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long a migration step keeps retrying for its lock before "
+        "migrate fails, naming the sessions in the way.",
+    )
+    statement_timeout_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="PostgreSQL statement_timeout of the API's and the workers' sessions "
+        "(not migrate's); 0: none.",
+    )
+    idle_in_transaction_timeout_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="PostgreSQL idle_in_transaction_session_timeout of the API's and the "
+        "workers' sessions: a transaction left open this long is ended; 0: none.",
+    )
     log_format: LogFormat = Field(
         default="auto", description="json, text, or auto (text at a terminal, else json)."
     )
@@ -95,6 +121,15 @@ class Settings(BaseSettings):
     idempotency_retention_seconds: float = Field(
         default=86_400.0, gt=0, description="How long an Idempotency-Key is remembered."
     )
+
+    def session_guards(self) -> dict[str, str]:
+        """PostgreSQL settings for the API's and the workers' sessions, in ms (0: off)."""
+        return {
+            "statement_timeout": f"{self.statement_timeout_seconds * 1000:.0f}",
+            "idle_in_transaction_session_timeout": (
+                f"{self.idle_in_transaction_timeout_seconds * 1000:.0f}"
+            ),
+        }
 
     @field_validator("task_modules", "queues", "metrics_queues", mode="before")
     @classmethod
