@@ -348,6 +348,28 @@ CREATE TABLE IF NOT EXISTS taskservice.schema_migrations (
 -- name: record_migration
 INSERT INTO taskservice.schema_migrations (name) VALUES (:name);
 
+-- name: set_lock_timeout
+-- For this migrate session: a DDL statement waits this long (ms) for its lock,
+-- then fails and is retried, instead of queueing every read behind it.
+SELECT set_config('lock_timeout', :value, false);
+
+-- name: oldest_open_transactions
+-- Who most likely holds the lock a migration step could not take.
+SELECT pid, state, EXTRACT(EPOCH FROM now() - xact_start)::float8 AS seconds,
+       left(query, 200) AS query
+FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL
+ORDER BY xact_start
+LIMIT 5;
+
+-- name: missing_procrastinate_objects
+-- Which of the functions, tables and types Procrastinate's queries use are absent.
+SELECT name
+FROM unnest(:names::text[]) AS name
+WHERE NOT EXISTS (SELECT FROM pg_proc WHERE proname = name)
+    AND to_regtype(name) IS NULL
+ORDER BY name;
+
 -- name: procrastinate_installed
 -- An existing Procrastinate install is adopted as it is.
 SELECT to_regclass('public.procrastinate_jobs') IS NOT NULL;

@@ -15,7 +15,7 @@ from taskservice.registry import TaskRegistry, load_registry
 from taskservice.services.schedules import code_schedules, sync_code_schedules
 from taskservice.settings import Settings
 from taskservice.store import asyncpg_driver as db
-from taskservice.store.migrate import migrate
+from taskservice.store.migrate import migrate_as_configured
 
 
 def create_app(
@@ -26,13 +26,17 @@ def create_app(
         raise ValueError("create_app needs settings with a database_url")
     database_url = settings.database_url
     task_registry = registry or load_registry(settings.task_modules)
-    app_metrics = metrics or Metrics()
+    app_metrics = metrics or Metrics.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate_on_start:
-            await migrate(database_url)
-        pool = await db.create_pool(database_url, max_size=settings.api_pool_size)
+            await migrate_as_configured(settings)
+        pool = await db.create_pool(
+            database_url,
+            max_size=settings.api_pool_size,
+            session_settings=settings.session_guards(),
+        )
         try:
             app.state.pool = pool
             app.state.registry = task_registry

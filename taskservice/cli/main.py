@@ -20,7 +20,7 @@ from taskservice.metrics import Metrics
 from taskservice.registry import load_registry
 from taskservice.settings import Settings
 from taskservice.store.embedded import resolve_database_url
-from taskservice.store.migrate import migrate
+from taskservice.store.migrate import migrate_as_configured
 from taskservice.worker.runner import run_worker
 
 
@@ -71,8 +71,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 async def _up(settings: Settings) -> None:
     registry = load_registry(settings.task_modules)
-    await migrate(settings.database_url or "")
-    metrics = Metrics()  # one set for both halves, served by the API's /metrics
+    if settings.migrate_on_start:
+        await migrate_as_configured(settings)
+    metrics = Metrics.from_settings(settings)  # both halves' own, served by the API
     app = create_app(
         settings.model_copy(update={"migrate_on_start": False}), registry=registry, metrics=metrics
     )
@@ -93,7 +94,7 @@ async def _up(settings: Settings) -> None:
 async def _worker(settings: Settings) -> None:
     registry = load_registry(settings.task_modules)
     if settings.migrate_on_start:
-        await migrate(settings.database_url or "")
+        await migrate_as_configured(settings)
     await run_worker(settings, registry)
 
 
@@ -123,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = resolve_database_url(settings)
         assert settings.database_url is not None
         if args.command == "migrate":
-            applied = asyncio.run(migrate(settings.database_url))
+            applied = asyncio.run(migrate_as_configured(settings))
             print("applied: " + ", ".join(applied) if applied else "schema already current")
         elif args.command == "api":
             uvicorn.run(

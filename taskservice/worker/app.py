@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import procrastinate
+import psycopg.conninfo
 
 from taskservice.metrics import Metrics
 from taskservice.registry import DEFAULT_QUEUE, TaskRegistry
@@ -13,6 +14,15 @@ from taskservice.worker.invoke import make_runner
 from taskservice.worker.middleware import outcome_recorder
 from taskservice.worker.rescue import register_rescue
 from taskservice.worker.retry import ServiceRetryStrategy
+
+
+def _session_options(settings: Settings) -> str:
+    """libpq `options` with the session guards, after any the database URL gives
+    (a keyword argument replaces the URL's own)."""
+    assert settings.database_url is not None
+    given = psycopg.conninfo.conninfo_to_dict(settings.database_url).get("options")
+    guards = [f"-c {name}={value}" for name, value in settings.session_guards().items()]
+    return " ".join([*([str(given)] if given else []), *guards])
 
 
 def build_queue_app(
@@ -32,7 +42,10 @@ def build_queue_app(
         conninfo=settings.database_url,
         min_size=1,
         max_size=pool_size,
-        kwargs={"application_name": "taskservice-queue"},
+        kwargs={
+            "application_name": "taskservice-queue",
+            "options": _session_options(settings),
+        },
     )
     app = procrastinate.App(
         connector=connector,

@@ -51,7 +51,10 @@ def outcome_recorder(metrics: Metrics | None = None) -> WorkerMiddleware:
         assert job_id is not None
         connector = worker.app.connector
         observed = metrics if not context.job.task_name.startswith(RESERVED_PREFIX) else None
-        labels = (context.job.task_name, context.job.queue)
+        labels = (
+            context.job.task_name,
+            observed.queue_label(context.job.queue) if observed else "",
+        )
         if observed:
             observed.started.labels(*labels).inc()
         started = time.perf_counter()

@@ -56,7 +56,7 @@ async def submit(
     )
     response.headers["Location"] = f"/tasks/{task.id}"
     if created:
-        metrics.submitted.labels(task.type, task.queue).inc()
+        metrics.submitted.labels(task.type, metrics.queue_label(task.queue)).inc()
     else:
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
@@ -86,7 +86,7 @@ async def cancel(
     """Cancel a pending task (200), or ask a running one to stop (202)."""
     task = await service.cancel_task(pool=pool, task_id=task_id)
     if task.status is TaskStatus.CANCELLED:
-        metrics.cancelled.labels(task.type, task.queue).inc()
+        metrics.cancelled.labels(task.type, metrics.queue_label(task.queue)).inc()
     else:  # running: its worker counts it when it stops
         response.status_code = status.HTTP_202_ACCEPTED
     return task
