@@ -8,7 +8,7 @@ import procrastinate
 from procrastinate import JobContext, exceptions
 from procrastinate.jobs import Status
 
-from taskservice.registry import INTERNAL_QUEUE
+from taskservice.registry import INTERNAL_PRIORITY, INTERNAL_QUEUE
 from taskservice.store import psycopg_driver as pg
 from taskservice.worker.failures import WorkerLost, describe_error
 
@@ -28,7 +28,13 @@ def register_rescue(
     down) and no lock, so a rescuer that dies is itself rescued by the next."""
 
     @app.periodic(cron=f"* * * * * */{every_seconds}", periodic_id="rescue")
-    @app.task(name=RESCUE_TASK, queue=INTERNAL_QUEUE, queueing_lock=RESCUE_TASK, pass_context=True)
+    @app.task(
+        name=RESCUE_TASK,
+        queue=INTERNAL_QUEUE,
+        priority=INTERNAL_PRIORITY,
+        queueing_lock=RESCUE_TASK,
+        pass_context=True,
+    )
     async def rescue_stalled_jobs(context: JobContext, timestamp: int) -> dict[str, int]:
         stalled = await app.job_manager.get_stalled_jobs(
             seconds_since_heartbeat=stalled_after_seconds

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
 
 import httpx
 
@@ -18,40 +13,7 @@ from taskservice.registry import TaskRegistry
 from taskservice.settings import Settings
 from tests.conftest import running_worker
 from tests.helpers import submit, wait_for_status
-
-ROOT = Path(__file__).resolve().parents[3]
-FAST_RESCUE = {
-    "worker_heartbeat_seconds": 0.5,
-    "stalled_after_seconds": 2.0,
-    "rescue_interval_seconds": 1,
-}
-
-
-@contextmanager
-def worker_process(database_url: str, grace: float = 5.0) -> Iterator[subprocess.Popen[bytes]]:
-    """`taskservice worker` in its own process, as deployed."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "TASKSERVICE_TASK_MODULES": "tests.task_types",
-        "TASKSERVICE_MIGRATE_ON_START": "false",
-        "TASKSERVICE_POLL_INTERVAL": "0.2",
-        "TASKSERVICE_SHUTDOWN_GRACE_SECONDS": str(grace),
-        **{f"TASKSERVICE_{k.upper()}": str(v) for k, v in FAST_RESCUE.items()},
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "taskservice", "worker", "--concurrency", "2"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
+from tests.processes import FAST_RESCUE, worker_process
 
 
 def _exit_within(process: subprocess.Popen[bytes], seconds: float) -> float:
