@@ -13,6 +13,7 @@ from taskservice.worker.invoke import make_runner
 from taskservice.worker.middleware import outcome_recorder
 from taskservice.worker.rescue import register_rescue
 from taskservice.worker.retry import ServiceRetryStrategy
+from taskservice.worker.runs import ServiceJobManager
 
 
 def build_queue_app(
@@ -47,6 +48,12 @@ def build_queue_app(
             "worker_middleware": [outcome_recorder(metrics)],
         },
     )
+    app.job_manager = ServiceJobManager(
+        connector,
+        conninfo=settings.database_url,
+        heartbeat_seconds=settings.worker_heartbeat_seconds,
+        finish_retry_seconds=settings.finish_retry_seconds,
+    )
     for task in registry.values():
         app.task(
             name=task.name,
@@ -58,6 +65,7 @@ def build_queue_app(
         app,
         every_seconds=settings.rescue_interval_seconds,
         stalled_after_seconds=settings.stalled_after_seconds,
+        max_worker_losses=settings.max_worker_losses,
     )
     register_dispatcher(app, registry, code_schedules(settings, registry))
     return app

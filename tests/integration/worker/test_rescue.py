@@ -34,7 +34,7 @@ async def test_task_of_a_killed_worker_is_finished_by_another(
 
     async with running_worker(settings.model_copy(update=FAST_RESCUE), registry):
         done = await wait_for_status(client, task["id"], "completed", within=20)
-    assert done["attempts"] == 2
+    assert done["attempts"] == 1  # a lost worker is not the task's fault
     first, second = done["attempt_history"]
     assert first["outcome"] == "retry"
     assert first["error"]["type"] == "worker_lost"
@@ -70,5 +70,40 @@ async def test_sigterm_past_the_grace_period_puts_tasks_back_in_the_queue(
     for task in tasks:
         back = (await client.get(f"/tasks/{task['id']}")).json()
         assert back["status"] == "pending", back
+        assert back["attempts"] == 0  # a stopped worker is not the task's fault
         assert back["error"]["type"] == "worker_shutdown"
         assert back["attempt_history"][0]["outcome"] == "retry"
+
+
+async def test_a_killed_worker_does_not_use_up_attempts_or_hit_retry_on(
+    client: httpx.AsyncClient, settings: Settings, registry: TaskRegistry, database_url: str
+) -> None:
+    """`picky` retries only ConnectionError and TimeoutError, and the task may
+    run once: a lost worker is neither, and is not an attempt, so it runs again."""
+    with worker_process(database_url) as doomed:
+        task = await submit(client, type="picky", params={"seconds": 1}, max_attempts=1)
+        await wait_for_status(client, task["id"], "in_progress", within=15)
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(timeout=10)
+    async with running_worker(settings.model_copy(update=FAST_RESCUE), registry):
+        done = await wait_for_status(client, task["id"], "completed", within=20)
+    assert done["attempts"] == 1
+    assert [run["outcome"] for run in done["attempt_history"]] == ["retry", "succeeded"]
+
+
+async def test_a_task_that_loses_its_worker_too_often_fails_as_worker_lost(
+    client: httpx.AsyncClient, settings: Settings, registry: TaskRegistry, database_url: str
+) -> None:
+    """With max_worker_losses 1, the first kill -9 under a max_attempts 1 task fails it."""
+    with worker_process(database_url, max_worker_losses=1) as doomed:
+        task = await submit(client, type="sleep", params={"seconds": 30}, max_attempts=1)
+        await wait_for_status(client, task["id"], "in_progress", within=15)
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(timeout=10)
+    rescuer = settings.model_copy(update={**FAST_RESCUE, "max_worker_losses": 1})
+    async with running_worker(rescuer, registry):
+        failed = await wait_for_status(client, task["id"], "failed", within=20)
+    assert failed["error"]["type"] == "worker_lost"
+    assert failed["attempts"] == 1
+    [run] = failed["attempt_history"]
+    assert (run["outcome"], run["error"]["type"]) == ("failed", "worker_lost")
