@@ -153,10 +153,16 @@ SELECT procrastinate_update_heartbeat_v1(:worker_id);
 -- name: prune_internal_jobs
 -- The service's own periodic jobs run every few seconds: keep only the newest
 -- finished one of each.
+-- Rows another session holds (a worker frozen mid-transaction) are skipped,
+-- not waited for: the rescue must never queue behind the worker it rescues.
 DELETE FROM procrastinate_jobs
-WHERE task_name = :task_name
-  AND id < :before_id
-  AND status IN ('succeeded', 'failed', 'aborted', 'cancelled');
+WHERE id IN (
+    SELECT id FROM procrastinate_jobs
+    WHERE task_name = :task_name
+      AND id < :before_id
+      AND status IN ('succeeded', 'failed', 'aborted', 'cancelled')
+    FOR UPDATE SKIP LOCKED
+);
 
 -- name: applied_migrations
 SELECT name FROM taskservice.schema_migrations ORDER BY name;

@@ -180,7 +180,7 @@ async def test_sigterm_under_load_hands_back_without_charging_attempts(
     assert exited_after < grace + 3
     late_claims = await db.fetchval(
         "SELECT count(*) FROM test_executions "
-        "WHERE pid = $1 AND started_at > $2 + interval '0.1 s'",
+        "WHERE pid = $1 AND started_at > $2::timestamptz + interval '0.1 s'",
         stopped.pid,
         signalled_at,
     )
