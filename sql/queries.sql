@@ -103,39 +103,66 @@ LIMIT :limit;
 -- Procrastinate's own cancel: todo -> cancelled; doing -> abort requested.
 SELECT procrastinate_cancel_job_v1(:task_id, true, false) AS id;
 
--- name: record_task_success
--- Returns how long the run waited to start, from when it was due.
+-- name: end_run
+-- Ends a run, if it still holds its job: `doing` with the attempts it was
+-- fetched with (every ended run adds one, so a run that was rescued meanwhile,
+-- or fetched again, no longer matches and its late end changes nothing).
+-- :uncharged and :lost (0 or 1) count runs stopped by a stopped or lost worker
+-- in the job's options: they are not charged to max_attempts, and lost ones
+-- are capped. A run to retry whose task was asked to stop ends `aborted`.
+UPDATE procrastinate_jobs
+SET status = CASE
+        WHEN abort_requested AND CAST(:status AS text) = 'todo'
+        THEN CAST('aborted' AS procrastinate_job_status)
+        ELSE CAST(:status AS procrastinate_job_status)
+    END,
+    attempts = attempts + 1,
+    scheduled_at = coalesce(CAST(:retry_at AS timestamptz), scheduled_at),
+    abort_requested = false,
+    args = CASE WHEN CAST(:uncharged AS int) + CAST(:lost AS int) = 0 THEN args
+        ELSE args || jsonb_build_object('_options',
+            coalesce(args -> '_options', '{}'::jsonb) || jsonb_build_object(
+                'uncharged_runs',
+                coalesce(CAST(args #>> '{_options,uncharged_runs}' AS int), 0)
+                    + CAST(:uncharged AS int),
+                'lost_runs',
+                coalesce(CAST(args #>> '{_options,lost_runs}' AS int), 0) + CAST(:lost AS int)))
+    END
+WHERE id = :job_id AND status = 'doing' AND attempts = :attempts
+RETURNING id;
+
+-- name: record_run_outcome
+-- The result or error of run :run (closed by the status trigger in the same
+-- transaction), and of the task. Returns how long the run waited to start,
+-- from when it was due.
+WITH attempt AS (
+    UPDATE taskservice.task_attempts
+    SET error = CAST(:error AS jsonb)
+    WHERE job_id = :job_id AND attempt = :run
+)
 UPDATE taskservice.task_records AS r
-SET result = CAST(:result AS jsonb), error = NULL
+SET result = CAST(:result AS jsonb), error = CAST(:error AS jsonb)
 FROM procrastinate_jobs AS j
 WHERE r.job_id = :job_id AND j.id = r.job_id
 RETURNING EXTRACT(EPOCH FROM r.started_at - greatest(r.created_at, j.scheduled_at))::float8
     AS start_latency;
 
--- name: record_task_failure
--- The error of the job's latest run (still open when a worker reports it;
--- closed already when the rescue reports a lost one), and of the task.
-WITH attempt AS (
-    UPDATE taskservice.task_attempts
-    SET error = CAST(:error AS jsonb)
-    WHERE job_id = :job_id
-      AND attempt = (SELECT max(a.attempt) FROM taskservice.task_attempts AS a
-                     WHERE a.job_id = :job_id)
-)
-UPDATE taskservice.task_records AS r
-SET result = NULL, error = CAST(:error AS jsonb)
-FROM procrastinate_jobs AS j
-WHERE r.job_id = :job_id AND j.id = r.job_id
-RETURNING EXTRACT(EPOCH FROM r.started_at - greatest(r.created_at, j.scheduled_at))::float8
-    AS start_latency;
+-- name: worker_heartbeat
+SELECT procrastinate_update_heartbeat_v1(:worker_id);
 
 -- name: prune_internal_jobs
 -- The service's own periodic jobs run every few seconds: keep only the newest
 -- finished one of each.
+-- Rows another session holds (a worker frozen mid-transaction) are skipped,
+-- not waited for: the rescue must never queue behind the worker it rescues.
 DELETE FROM procrastinate_jobs
-WHERE task_name = :task_name
-  AND id < :before_id
-  AND status IN ('succeeded', 'failed', 'aborted', 'cancelled');
+WHERE id IN (
+    SELECT id FROM procrastinate_jobs
+    WHERE task_name = :task_name
+      AND id < :before_id
+      AND status IN ('succeeded', 'failed', 'aborted', 'cancelled')
+    FOR UPDATE SKIP LOCKED
+);
 
 -- name: applied_migrations
 SELECT name FROM taskservice.schema_migrations ORDER BY name;

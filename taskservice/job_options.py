@@ -20,6 +20,18 @@ def job_options(job: Job) -> dict[str, Any]:
     return options if isinstance(options, dict) else {}
 
 
+def uncharged_runs(job: Job) -> int:
+    """Runs of `job` ended by a lost or stopped worker: not counted against max_attempts."""
+    runs = job_options(job).get("uncharged_runs", 0)
+    return runs if isinstance(runs, int) else 0
+
+
+def lost_runs(job: Job) -> int:
+    """Runs of `job` whose worker was lost (killed, stalled): capped by max_worker_losses."""
+    runs = job_options(job).get("lost_runs", 0)
+    return runs if isinstance(runs, int) else 0
+
+
 def options_for(
     task: TaskType,
     *,

@@ -112,6 +112,17 @@ class Settings(BaseSettings):
     stalled_after_seconds: float = Field(
         default=30.0, gt=0, description="A worker silent this long is dead; its tasks rescued."
     )
+    max_worker_losses: int = Field(
+        default=3,
+        ge=1,
+        description="A task whose worker is lost this many times fails (worker_lost).",
+    )
+    finish_retry_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="How long a worker keeps trying to write a run's end while the "
+        "database is away; after that the run is left to the rescue.",
+    )
     rescue_interval_seconds: int = Field(
         default=10, ge=1, le=59, description="How often the stalled-task rescue runs."
     )

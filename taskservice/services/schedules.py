@@ -20,7 +20,7 @@ from taskservice.models.schedules import (
     ScheduleUpdate,
 )
 from taskservice.models.tasks import TaskPublic
-from taskservice.registry import INTERNAL_QUEUE, PeriodicSchedule, TaskRegistry
+from taskservice.registry import INTERNAL_PRIORITY, INTERNAL_QUEUE, PeriodicSchedule, TaskRegistry
 from taskservice.services.tasks import check_params, get_task, task_type_named
 from taskservice.settings import Settings
 from taskservice.store import asyncpg_driver as db
@@ -40,6 +40,7 @@ def cleanup_schedule(retention_days: float, idempotency_key_days: float) -> Peri
         cron="17 * * * *",
         catch_up="once",
         queue=INTERNAL_QUEUE,
+        priority=INTERNAL_PRIORITY,
     )
 
 

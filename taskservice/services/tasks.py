@@ -202,10 +202,19 @@ async def cancel_task(*, pool: db.Pool, task_id: int) -> TaskPublic:
 
 async def retry_task(*, pool: db.Pool, task_id: int) -> TaskPublic:
     """Run a failed or cancelled task again, as a new attempt of the same task."""
-    async with db.transaction(pool) as conn:
-        row = await db.fetchrow(conn, "retry_task", task_id=task_id)
-        if row is not None:
-            await db.execute(conn, "notify_queue", queue=row["queue_name"], task_id=task_id)
+    try:
+        async with db.transaction(pool) as conn:
+            row = await db.fetchrow(conn, "retry_task", task_id=task_id)
+            if row is not None:
+                await db.execute(conn, "notify_queue", queue=row["queue_name"], task_id=task_id)
+    except UniqueViolation as exc:
+        # Back to pending, its unique_key clashes with another pending task's.
+        if exc.constraint != _QUEUEING_LOCK_INDEX:
+            raise
+        task = await get_task(pool=pool, task_id=task_id)
+        assert task.unique_key is not None
+        holder = await db.fetchval(pool, "find_unique_key_holder", unique_key=task.unique_key)
+        raise UniqueKeyTaken(task.unique_key, holder) from exc
     task = await get_task(pool=pool, task_id=task_id)
     if row is None:
         raise TaskNotRetryable(task_id, task.status.value)

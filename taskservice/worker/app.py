@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import procrastinate
-import psycopg.conninfo
 
 from taskservice.metrics import Metrics
 from taskservice.registry import DEFAULT_QUEUE, TaskRegistry
 from taskservice.services.schedules import code_schedules
 from taskservice.settings import Settings
+from taskservice.store import psycopg_driver as pg
 from taskservice.worker.dispatcher import register_dispatcher
 from taskservice.worker.invoke import make_runner
 from taskservice.worker.middleware import outcome_recorder
 from taskservice.worker.rescue import register_rescue
 from taskservice.worker.retry import ServiceRetryStrategy
+from taskservice.worker.runs import ServiceJobManager
 
 
 def _session_options(settings: Settings) -> str:
     """libpq `options` with the session guards, after any the database URL gives
     (a keyword argument replaces the URL's own)."""
     assert settings.database_url is not None
-    given = psycopg.conninfo.conninfo_to_dict(settings.database_url).get("options")
-    guards = [f"-c {name}={value}" for name, value in settings.session_guards().items()]
-    return " ".join([*([str(given)] if given else []), *guards])
+    return pg.session_options(settings.database_url, settings.session_guards())
 
 
 def build_queue_app(
@@ -60,6 +59,12 @@ def build_queue_app(
             "worker_middleware": [outcome_recorder(metrics)],
         },
     )
+    app.job_manager = ServiceJobManager(
+        connector,
+        conninfo=settings.database_url,
+        heartbeat_seconds=settings.worker_heartbeat_seconds,
+        finish_retry_seconds=settings.finish_retry_seconds,
+    )
     for task in registry.values():
         app.task(
             name=task.name,
@@ -71,6 +76,7 @@ def build_queue_app(
         app,
         every_seconds=settings.rescue_interval_seconds,
         stalled_after_seconds=settings.stalled_after_seconds,
+        max_worker_losses=settings.max_worker_losses,
     )
     register_dispatcher(app, registry, code_schedules(settings, registry))
     return app
