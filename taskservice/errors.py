@@ -99,3 +99,25 @@ class DatabaseError(TaskServiceError):
     def __init__(self, message: str, sqlstate: str | None) -> None:
         super().__init__(message)
         self.sqlstate = sqlstate
+
+
+class NotAuthenticated(TaskServiceError):
+    """No API key, or one that is malformed, unknown or revoked."""
+
+
+class MissingScope(TaskServiceError):
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"this API key lacks the {scope!r} scope")
+        self.scope = scope
+
+
+class ApiKeyNotFound(TaskServiceError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no API key named {name!r}")
+        self.name = name
+
+
+class ApiKeyNameTaken(TaskServiceError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"an API key named {name!r} exists already")
+        self.name = name

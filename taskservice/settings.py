@@ -85,7 +85,15 @@ class Settings(BaseSettings):
         default=86_400.0, gt=0, description="How long an Idempotency-Key is remembered."
     )
 
-    @field_validator("task_modules", "queues", mode="before")
+    metrics_public: bool = Field(
+        default=False, description="Serve /metrics without an API key (in-cluster scraping)."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated origins browsers may call the API from; empty: none.",
+    )
+
+    @field_validator("task_modules", "queues", "cors_origins", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         return _split_commas(value)

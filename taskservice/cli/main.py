@@ -13,12 +13,15 @@ import pydantic
 import uvicorn
 
 from taskservice.api.app import create_app
+from taskservice.cli.keys import add_keys_commands, run_keys_command
 from taskservice.cli.operator import add_client_commands, run_client_command
 from taskservice.errors import DatabaseError, DatabaseUnavailable, TaskServiceError
 from taskservice.logs import configure_logging
 from taskservice.metrics import Metrics
 from taskservice.registry import load_registry
+from taskservice.services.keys import check_exposure, is_loopback
 from taskservice.settings import Settings
+from taskservice.store import asyncpg_driver as db
 from taskservice.store.embedded import resolve_database_url
 from taskservice.store.migrate import migrate
 from taskservice.worker.runner import run_worker
@@ -56,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a queue to serve; repeat for several (default: all) (TASKSERVICE_QUEUES)",
     )
     commands.add_parser("migrate", help="create or update the database schema, then exit")
+    add_keys_commands(commands)
     add_client_commands(commands)
     return parser
 
@@ -67,6 +71,21 @@ def _settings(args: argparse.Namespace) -> Settings:
         if (value := getattr(args, key, None)) is not None
     }
     return Settings.model_validate({**Settings().model_dump(), **overrides})
+
+
+async def _refuse_open_exposure(settings: Settings) -> None:
+    """Exit before serving, with how to fix it, when the API would listen on a
+    non-loopback address with no API key (the app's lifespan checks it too)."""
+    if is_loopback(settings.host):
+        return
+    assert settings.database_url is not None
+    if settings.migrate_on_start:
+        await migrate(settings.database_url)
+    pool = await db.create_pool(settings.database_url, max_size=1)
+    try:
+        await check_exposure(pool=pool, host=settings.host)
+    finally:
+        await pool.close()
 
 
 async def _up(settings: Settings) -> None:
@@ -125,13 +144,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "migrate":
             applied = asyncio.run(migrate(settings.database_url))
             print("applied: " + ", ".join(applied) if applied else "schema already current")
+        elif args.command == "keys":
+            return asyncio.run(run_keys_command(settings, args))
         elif args.command == "api":
+            asyncio.run(_refuse_open_exposure(settings))
             uvicorn.run(
                 create_app(settings), host=settings.host, port=settings.port, log_config=None
             )
         elif args.command == "worker":
             asyncio.run(_worker(settings))
         else:
+            asyncio.run(_refuse_open_exposure(settings))
             asyncio.run(_up(settings))
     except (DatabaseUnavailable, OSError, ConnectionError) as exc:
         print(f"taskservice: cannot reach the database: {exc}", file=sys.stderr)
