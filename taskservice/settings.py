@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import platformdirs
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from taskservice.logs import LogFormat
@@ -85,6 +85,11 @@ class Settings(BaseSettings):
         default=86_400.0, gt=0, description="How long an Idempotency-Key is remembered."
     )
 
+    bootstrap_api_key: SecretStr | None = Field(
+        default=None,
+        description="An admin key (from `taskservice keys generate`) stored as "
+        "`bootstrap-admin` at start if no key of that name exists: a first key from a Secret.",
+    )
     metrics_public: bool = Field(
         default=False, description="Serve /metrics without an API key (in-cluster scraping)."
     )

@@ -13,7 +13,7 @@ from taskservice.api.request_metrics import observe_requests
 from taskservice.api.routes import health, queues, schedules, tasks
 from taskservice.metrics import Metrics
 from taskservice.registry import TaskRegistry, load_registry
-from taskservice.services.keys import check_exposure
+from taskservice.services.keys import prepare_access
 from taskservice.services.schedules import code_schedules, sync_code_schedules
 from taskservice.settings import Settings
 from taskservice.store import asyncpg_driver as db
@@ -29,6 +29,8 @@ def create_app(
     database_url = settings.database_url
     task_registry = registry or load_registry(settings.task_modules)
     app_metrics = metrics or Metrics()
+    secret = settings.bootstrap_api_key
+    bootstrap_key = secret.get_secret_value() if secret else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -40,7 +42,7 @@ def create_app(
             app.state.registry = task_registry
             app.state.settings = settings
             app.state.metrics = app_metrics
-            await check_exposure(pool=pool, host=settings.host)
+            await prepare_access(pool=pool, host=settings.host, bootstrap_key=bootstrap_key)
             app.state.keys_seen = False
             await sync_code_schedules(pool=pool, schedules=code_schedules(settings, task_registry))
             yield

@@ -37,6 +37,10 @@ def add_keys_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "change on its next request.",
     )
     actions = keys.add_subparsers(dest="keys_command", required=True)
+    actions.add_parser(
+        "generate",
+        help="print a new random key, stored nowhere (for TASKSERVICE_BOOTSTRAP_API_KEY)",
+    )
     create = actions.add_parser("create", help="create a key; its secret is printed once")
     create.add_argument("name", help="a name to tell the key by, such as billing-service")
     create.add_argument(
@@ -65,7 +69,8 @@ def _row(key: ApiKeyPublic) -> list[Any]:
 
 
 async def run_keys_command(settings: Settings, args: argparse.Namespace) -> int:
-    """Run `keys create | list | revoke`; its exit code."""
+    """Run `keys create | list | revoke` (`generate` needs no database: see main); its
+    exit code."""
     assert settings.database_url is not None
     if settings.migrate_on_start:
         await migrate(settings.database_url)

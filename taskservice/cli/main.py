@@ -19,7 +19,7 @@ from taskservice.errors import DatabaseError, DatabaseUnavailable, TaskServiceEr
 from taskservice.logs import configure_logging
 from taskservice.metrics import Metrics
 from taskservice.registry import load_registry
-from taskservice.services.keys import check_exposure, is_loopback
+from taskservice.services.keys import is_loopback, new_key, prepare_access
 from taskservice.settings import Settings
 from taskservice.store import asyncpg_driver as db
 from taskservice.store.embedded import resolve_database_url
@@ -73,17 +73,23 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.model_validate({**Settings().model_dump(), **overrides})
 
 
-async def _refuse_open_exposure(settings: Settings) -> None:
-    """Exit before serving, with how to fix it, when the API would listen on a
-    non-loopback address with no API key (the app's lifespan checks it too)."""
-    if is_loopback(settings.host):
+async def _prepare_access(settings: Settings, *, serving: bool = True) -> None:
+    """Store the bootstrap key, if configured; then, before serving, exit with how
+    to fix it when the API would listen beyond loopback with no API key (the
+    app's lifespan checks it too)."""
+    secret = settings.bootstrap_api_key
+    if (not serving or is_loopback(settings.host)) and secret is None:
         return
     assert settings.database_url is not None
-    if settings.migrate_on_start:
+    if settings.migrate_on_start and serving:
         await migrate(settings.database_url)
     pool = await db.create_pool(settings.database_url, max_size=1)
     try:
-        await check_exposure(pool=pool, host=settings.host)
+        await prepare_access(
+            pool=pool,
+            host=settings.host if serving else "127.0.0.1",
+            bootstrap_key=secret.get_secret_value() if secret else None,
+        )
     finally:
         await pool.close()
 
@@ -130,6 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "client_command", None) is not None:
         # Operator commands talk to a running service over REST: no database here.
         return run_client_command(args)
+    if args.command == "keys" and args.keys_command == "generate":
+        print(new_key()[0])  # no database involved
+        return 0
     try:
         settings = _settings(args)
     except pydantic.ValidationError as exc:
@@ -144,17 +153,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "migrate":
             applied = asyncio.run(migrate(settings.database_url))
             print("applied: " + ", ".join(applied) if applied else "schema already current")
+            asyncio.run(_prepare_access(settings, serving=False))
         elif args.command == "keys":
             return asyncio.run(run_keys_command(settings, args))
         elif args.command == "api":
-            asyncio.run(_refuse_open_exposure(settings))
+            asyncio.run(_prepare_access(settings))
             uvicorn.run(
                 create_app(settings), host=settings.host, port=settings.port, log_config=None
             )
         elif args.command == "worker":
             asyncio.run(_worker(settings))
         else:
-            asyncio.run(_refuse_open_exposure(settings))
+            asyncio.run(_prepare_access(settings))
             asyncio.run(_up(settings))
     except (DatabaseUnavailable, OSError, ConnectionError) as exc:
         print(f"taskservice: cannot reach the database: {exc}", file=sys.stderr)

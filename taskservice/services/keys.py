@@ -96,11 +96,41 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-async def check_exposure(*, pool: db.Pool, host: str) -> None:
-    """Refuse to serve without keys on an address other machines can reach."""
+BOOTSTRAP_KEY_NAME = "bootstrap-admin"
+
+
+async def import_bootstrap_key(*, pool: db.Pool, key: str) -> bool:
+    """Store `key` (made by `taskservice keys generate`) as the admin key
+    `bootstrap-admin`, unless a key of that name exists; return whether it was
+    stored. How a container deployment gets its first key from a Secret."""
+    match = _KEY.fullmatch(key)
+    if match is None:
+        raise ConfigurationError(
+            "TASKSERVICE_BOOTSTRAP_API_KEY is not a key: make one with `taskservice keys generate`"
+        )
+    try:
+        await db.fetchrow(
+            pool,
+            "create_api_key",
+            name=BOOTSTRAP_KEY_NAME,
+            prefix=match.group(1),
+            secret_hash=_hash(key),
+            scopes=[Scope.ADMIN.value],
+        )
+    except UniqueViolation:
+        return False
+    return True
+
+
+async def prepare_access(*, pool: db.Pool, host: str, bootstrap_key: str | None) -> None:
+    """Before serving: store the bootstrap key if one is configured, then refuse
+    to serve without keys on an address other machines can reach."""
+    if bootstrap_key:
+        await import_bootstrap_key(pool=pool, key=bootstrap_key)
     if not is_loopback(host) and not await keys_exist(pool=pool):
         raise ConfigurationError(
             f"refusing to listen on {host} with no API key: anyone who can reach it could "
-            "run tasks. Create one first (taskservice keys create NAME --scopes admin), "
-            "or listen on 127.0.0.1"
+            "run tasks. Create one first (taskservice keys create NAME --scopes admin, or "
+            "TASKSERVICE_BOOTSTRAP_API_KEY from `taskservice keys generate`), or listen on "
+            "127.0.0.1"
         )

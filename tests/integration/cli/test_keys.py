@@ -97,3 +97,24 @@ def test_refuses_to_listen_beyond_loopback_without_a_key(database_url: str) -> N
     )
     assert refused.returncode == 2
     assert "taskservice keys create" in refused.stderr
+
+
+def test_a_bootstrap_key_from_the_environment_opens_the_network(
+    database_url: str, tmp_path: Path
+) -> None:
+    generated = subprocess.run(
+        [sys.executable, "-m", "taskservice", "keys", "generate"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    key = generated.stdout.strip()
+    env = {**_env(database_url), "TASKSERVICE_BOOTSTRAP_API_KEY": key}
+    with running_service(env, tmp_path, "--host", "0.0.0.0", command="api") as base:
+        assert _get(base, "/tasks", key) == 200
+        assert _get(base, "/tasks") == 401
+    listed = _keys(database_url, "list")
+    assert "bootstrap-admin" in listed.stdout
+    assert "admin" in listed.stdout
+    assert key not in "".join(path.read_text() for path in tmp_path.glob("*.log"))
