@@ -30,6 +30,21 @@ def _keys(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _operator_ls(base: str, key: str | None) -> subprocess.CompletedProcess[str]:
+    """`taskservice ls`, which sends TASKSERVICE_API_KEY."""
+    env = {k: v for k, v in os.environ.items() if k != "TASKSERVICE_API_KEY"}
+    if key:
+        env["TASKSERVICE_API_KEY"] = key
+    return subprocess.run(
+        [sys.executable, "-m", "taskservice", "ls", "--url", base],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
 def _get(base: str, path: str, key: str | None = None) -> int:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     return httpx.get(f"{base}{path}", headers=headers, timeout=10).status_code
@@ -61,6 +76,10 @@ def test_create_list_revoke_seen_by_every_api_process(database_url: str, tmp_pat
         for base in (first, second):
             assert _get(base, "/tasks", key) == 200
             assert _get(base, "/tasks") == 401
+        assert _operator_ls(first, key).returncode == 0
+        refused = _operator_ls(first, None)
+        assert refused.returncode == 2
+        assert "401" in refused.stderr
         revoked = _keys(database_url, "revoke", "billing")
         assert revoked.returncode == 0, revoked.stderr
         for base in (first, second):
