@@ -37,7 +37,9 @@ SELECT request_hash, job_id FROM taskservice.idempotency_keys WHERE key = :key;
 UPDATE taskservice.idempotency_keys SET job_id = :job_id WHERE key = :key;
 
 -- name: get_task
-SELECT * FROM taskservice.tasks WHERE id = :task_id;
+-- :owner limits it to one key's tasks (NULL: any task).
+SELECT * FROM taskservice.tasks
+WHERE id = :task_id AND (CAST(:owner AS bigint) IS NULL OR owner_key_id = :owner);
 
 -- name: get_task_attempts
 SELECT attempt, started_at, finished_at,
@@ -96,6 +98,7 @@ WHERE (
   AND (CAST(:created_after AS timestamptz) IS NULL OR t.created_at >= :created_after)
   AND (CAST(:created_before AS timestamptz) IS NULL OR t.created_at < :created_before)
   AND (CAST(:before_id AS bigint) IS NULL OR t.id < :before_id)
+  AND (CAST(:owner AS bigint) IS NULL OR t.owner_key_id = :owner)
 ORDER BY t.id DESC
 LIMIT :limit;
 
@@ -175,10 +178,10 @@ WHERE last_heartbeat > now() - make_interval(secs => :within_seconds);
 -- name: insert_schedule
 INSERT INTO taskservice.schedules
     (name, source, type, params, cron, interval_seconds, timezone, priority, queue,
-     enabled, catch_up, next_run_at)
+     enabled, catch_up, next_run_at, owner_key_id)
 VALUES
     (:name, 'api', :type, CAST(:params AS jsonb), :cron, :interval_seconds, :timezone,
-     :priority, :queue, :enabled, :catch_up, :next_run_at)
+     :priority, :queue, :enabled, :catch_up, :next_run_at, :owner)
 RETURNING id;
 
 -- name: sync_code_schedule
@@ -252,6 +255,7 @@ ORDER BY s.name;
 SELECT t.*
 FROM taskservice.tasks AS t
 WHERE t.status = 'pending' AND t.scheduled_at > now() AND NOT t.internal
+  AND (CAST(:owner AS bigint) IS NULL OR t.owner_key_id = :owner)
   AND NOT EXISTS (SELECT 1 FROM taskservice.schedule_runs AS r WHERE r.job_id = t.id)
 ORDER BY t.scheduled_at
 LIMIT :limit;
@@ -406,3 +410,33 @@ SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'taskservice');
 
 -- name: create_embedded_database
 CREATE DATABASE taskservice;
+
+-- API keys: see taskservice.api_keys in schema.sql.
+
+-- name: create_api_key
+INSERT INTO taskservice.api_keys (name, prefix, secret_hash, scopes)
+VALUES (:name, :prefix, :secret_hash, :scopes)
+RETURNING name, prefix, scopes, created_at, last_used_at, revoked_at;
+
+-- name: find_api_key
+-- The caller compares secret_hash in constant time.
+SELECT id, name, secret_hash, scopes, last_used_at
+FROM taskservice.api_keys
+WHERE prefix = :prefix AND revoked_at IS NULL;
+
+-- name: touch_api_key
+UPDATE taskservice.api_keys SET last_used_at = now() WHERE id = :key_id;
+
+-- name: list_api_keys
+SELECT name, prefix, scopes, created_at, last_used_at, revoked_at
+FROM taskservice.api_keys
+ORDER BY name;
+
+-- name: revoke_api_key
+UPDATE taskservice.api_keys SET revoked_at = coalesce(revoked_at, now())
+WHERE name = :name
+RETURNING name, prefix, scopes, created_at, last_used_at, revoked_at;
+
+-- name: any_api_keys
+-- Revoked keys count: revoking every key locks the service, it never opens it.
+SELECT EXISTS (SELECT 1 FROM taskservice.api_keys);

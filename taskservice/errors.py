@@ -121,3 +121,25 @@ class MigrationLocked(TaskServiceError):
         )
         self.step = step
         self.open_transactions = open_transactions
+
+
+class NotAuthenticated(TaskServiceError):
+    """No API key, or one that is malformed, unknown or revoked."""
+
+
+class MissingScope(TaskServiceError):
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"this API key lacks the {scope!r} scope")
+        self.scope = scope
+
+
+class ApiKeyNotFound(TaskServiceError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no API key named {name!r}")
+        self.name = name
+
+
+class ApiKeyNameTaken(TaskServiceError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"an API key named {name!r} exists already")
+        self.name = name

@@ -38,10 +38,14 @@ def options_for(
     max_attempts: int | None = None,
     backoff_seconds: float | None = None,
     timeout_seconds: float | None = None,
+    owner: int | None = None,
 ) -> dict[str, Any]:
     """The settings a job of `task` carries under OPTIONS_KEY: the type's
-    defaults, replaced by what a submission asked for."""
+    defaults, replaced by what a submission asked for; and the id of the API key
+    it belongs to (copied into its record by the insert trigger)."""
     options: dict[str, Any] = {"max_attempts": max_attempts or task.retry.max_attempts}
+    if owner is not None:
+        options["owner"] = owner
     if backoff_seconds is not None:
         options["backoff_seconds"] = backoff_seconds
     timeout = timeout_seconds or task.timeout_seconds

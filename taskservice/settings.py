@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import platformdirs
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from taskservice.logs import LogFormat
@@ -133,6 +133,19 @@ class Settings(BaseSettings):
         default=86_400.0, gt=0, description="How long an Idempotency-Key is remembered."
     )
 
+    bootstrap_api_key: SecretStr | None = Field(
+        default=None,
+        description="An admin key (from `taskservice keys generate`) stored as "
+        "`bootstrap-admin` at start if no key of that name exists: a first key from a Secret.",
+    )
+    metrics_public: bool = Field(
+        default=False, description="Serve /metrics without an API key (in-cluster scraping)."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated origins browsers may call the API from; empty: none.",
+    )
+
     def session_guards(self) -> dict[str, str]:
         """PostgreSQL settings for the API's and the workers' sessions, in ms (0: off)."""
         return {
@@ -142,7 +155,7 @@ class Settings(BaseSettings):
             ),
         }
 
-    @field_validator("task_modules", "queues", "metrics_queues", mode="before")
+    @field_validator("task_modules", "queues", "metrics_queues", "cors_origins", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         return _split_commas(value)
