@@ -140,6 +140,10 @@ WHERE task_name = :task_name
 -- name: applied_migrations
 SELECT name FROM taskservice.schema_migrations ORDER BY name;
 
+-- name: ping
+-- A worker's probe after losing the database: does a fresh connection answer?
+SELECT 1 AS answered;
+
 -- name: count_live_workers
 SELECT count(*) AS workers
 FROM procrastinate_workers

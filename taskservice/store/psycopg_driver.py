@@ -29,6 +29,18 @@ async def fetchrow(connector: BaseConnector, name: str, /, **params: Any) -> dic
     return row
 
 
+async def ping(conninfo: str) -> None:
+    """Open a connection of its own (not from a pool, whose connections may be dead)
+    and run the `ping` query; raises psycopg.OperationalError while the database
+    cannot be reached. Callers bound it with asyncio.timeout."""
+    q = query("ping")
+    conn = await AsyncConnection.connect(
+        conninfo, autocommit=True, connect_timeout=5, application_name="taskservice-probe"
+    )
+    async with conn:
+        await conn.execute(q.psycopg_text)
+
+
 async def fetch(conn: AsyncConnection[Any], name: str, /, **params: Any) -> list[dict[str, Any]]:
     """Run the named query on `conn`, inside the caller's transaction; return its rows."""
     q = query(name)

@@ -14,6 +14,11 @@ from taskservice.worker.middleware import outcome_recorder
 from taskservice.worker.rescue import register_rescue
 from taskservice.worker.retry import ServiceRetryStrategy
 
+# How long a worker's caller waits for a pooled connection before the database
+# counts as unreachable, and how long the pool retries one lost connection.
+POOL_WAIT_SECONDS = 10.0
+POOL_RECONNECT_SECONDS = 3.0
+
 
 def build_queue_app(
     settings: Settings,
@@ -32,7 +37,12 @@ def build_queue_app(
         conninfo=settings.database_url,
         min_size=1,
         max_size=pool_size,
-        kwargs={"application_name": "taskservice-queue"},
+        # A worker rides through outages itself (worker.resilient); the pool's
+        # own retries (doubling delays up to 5 minutes) would only delay its
+        # return, and a caller waiting 30 s for a connection delays noticing.
+        timeout=POOL_WAIT_SECONDS,
+        reconnect_timeout=POOL_RECONNECT_SECONDS,
+        kwargs={"application_name": "taskservice-queue", "connect_timeout": 5},
     )
     app = procrastinate.App(
         connector=connector,
