@@ -22,11 +22,17 @@ class WorkerProbe(Protocol):
 
 
 async def check_health(
-    *, pool: db.Pool, live_within_seconds: float, worker: WorkerProbe | None = None
+    *,
+    pool: db.Pool,
+    database_url: str,
+    live_within_seconds: float,
+    worker: WorkerProbe | None = None,
 ) -> Health:
     """Whether the service can work: the database answers within
-    HEALTH_TIMEOUT_SECONDS, the schema is current and, when the API runs with its
-    own worker (`worker`), that worker is connected.
+    HEALTH_TIMEOUT_SECONDS, on the pool and on a new connection (a server whose
+    every slot is taken serves the pool's old connections but no worker could
+    reconnect), the schema is current and, when the API runs with its own worker
+    (`worker`), that worker is connected.
 
     A standalone API does not need a live worker to be ready (it accepts tasks
     that wait for one), so `workers` is reported, not judged: the number of
@@ -37,6 +43,7 @@ async def check_health(
             workers = await db.fetchval(
                 pool, "count_live_workers", within_seconds=live_within_seconds
             )
+            await db.ping_new_connection(database_url)
     except TimeoutError:
         return _unavailable(f"the database did not answer within {HEALTH_TIMEOUT_SECONDS:g} s")
     except (DatabaseUnavailable, DatabaseError) as exc:

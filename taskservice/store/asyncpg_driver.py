@@ -114,6 +114,21 @@ async def create_pool(
     return pool
 
 
+async def ping_new_connection(database_url: str) -> None:
+    """Open a connection outside the pool and run the `ping` query: whether the
+    database accepts new connections (the pool's may outlive a full server).
+    Callers bound it with asyncio.timeout."""
+    q = query("ping")
+    with translated():
+        conn = await asyncpg.connect(
+            database_url, server_settings={"application_name": "taskservice-health"}
+        )
+        try:
+            await conn.fetchval(q.asyncpg_text)
+        finally:
+            await conn.close()
+
+
 @contextlib.asynccontextmanager
 async def transaction(pool: Pool) -> AsyncIterator[Connection]:
     """One pooled connection in a transaction, committed when the block ends."""

@@ -89,8 +89,9 @@ class DatabaseLink:
 
 
 def _describe(exc: BaseException) -> str:
+    """One line (psycopg's messages span several) naming the root error."""
     cause = exc.__cause__ or exc
-    return f"{type(cause).__name__}: {cause}".strip().rstrip(":")
+    return " ".join(f"{type(cause).__name__}: {cause}".split()).rstrip(":")
 
 
 class ResilientWorker(Worker):

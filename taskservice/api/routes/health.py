@@ -24,7 +24,10 @@ async def health(
     `taskservice up`, its worker connected (else 503, with the reason); also
     counts workers with a recent heartbeat."""
     result = await health_service.check_health(
-        pool=pool, live_within_seconds=settings.stalled_after_seconds, worker=worker
+        pool=pool,
+        database_url=settings.database_url or "",
+        live_within_seconds=settings.stalled_after_seconds,
+        worker=worker,
     )
     if result.status != "ok":
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE

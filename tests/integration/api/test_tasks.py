@@ -231,7 +231,8 @@ async def test_dropped_database_connections_are_503_then_recover(
     try:
         await admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name = 'taskservice-api' AND pid <> pg_backend_pid()"
+            "WHERE application_name = 'taskservice-api' AND datname = current_database() "
+            "AND pid <> pg_backend_pid()"
         )
     finally:
         await admin.close()
