@@ -22,6 +22,8 @@ import psycopg
 from procrastinate import job_context, jobs, retry
 from procrastinate.worker import Worker
 
+from taskservice.store import psycopg_driver as pg
+
 logger = logging.getLogger(__name__)
 
 # Reconnection delays: doubling from FIRST to CAP, each drawn in [d/2, d] so that
@@ -206,12 +208,11 @@ class ResilientWorker(Worker):
         # Connections the pool holds died with the server: drop them now rather
         # than have each caller find out (psycopg_pool backs off between checks).
         await self._refresh_pool()
-        if self.worker_id is not None:
-            try:
-                await self.app.job_manager.update_heartbeat(self.worker_id)
-            except Exception as exc:
-                if not is_connection_error(exc):
-                    raise
+        try:
+            await self._beat()
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
         self.link.down_since = None
         self.link.last_error = None
         logger.warning("database reachable again after %.1f s: worker resumes", lost_for)
@@ -228,6 +229,36 @@ class ResilientWorker(Worker):
                 logger.info("pool check after reconnection failed: %s", exc)
 
     # -- what talks to the database -------------------------------------------
+
+    async def _beat(self) -> None:
+        """Heartbeat; when another worker pruned this one's row meanwhile (its
+        heartbeat was older than the stall timeout), register again and take back
+        the running jobs, so they are neither rescued nor refused when finished."""
+        if self.worker_id is None:
+            return
+        connector = self.app.connector
+        row = await pg.fetchrow(connector, "worker_heartbeat", worker_id=self.worker_id)
+        if row is not None and row["registered"]:
+            return
+        pruned = self.worker_id
+        self.worker_id = await self.app.job_manager.register_worker()
+        running = [context.job.id for context in self._running_jobs.values()]
+        adopted = await pg.fetchrow(
+            connector, "adopt_running_jobs", worker_id=self.worker_id, job_ids=running
+        )
+        logger.warning(
+            "worker %s was pruned while it could not send heartbeats; registered again as "
+            "%s, taking back %s of its %d running jobs",
+            pruned,
+            self.worker_id,
+            adopted["adopted"] if adopted else 0,
+            len(running),
+        )
+
+    async def _update_heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.update_heartbeat_interval)
+            await self._beat()
 
     async def _ride_through(self, name: str, side_task: Callable[[], Awaitable[Any]]) -> Any:
         while True:
