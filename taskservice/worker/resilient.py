@@ -166,9 +166,12 @@ class ResilientWorker(Worker):
             deadline = min(deadline, self._stop_requested_at + grace)
         return deadline
 
-    async def _database_lost(self, exc: BaseException, doing: str) -> bool:
-        """Note the outage, then wait until the database answers again (True) or
-        the worker gives up on it (False)."""
+    async def wait_for_database(self, exc: BaseException, doing: str) -> bool:
+        """Note the outage `exc` (met while `doing`), then wait until the database
+        answers again (True) or the worker gives up on it (False). Public so that
+        middleware can retry a write the same way: `while True: try: write;
+        except: if not (is_connection_error(e) and await worker.wait_for_database(e,
+        "...")): raise`."""
         self.link.last_error = _describe(exc)
         if self.link.down_since is None:
             self.link.down_since = time.monotonic()
@@ -268,7 +271,7 @@ class ResilientWorker(Worker):
                 if not is_connection_error(exc):
                     self.failure = f"its {name} task failed: {_describe(exc)}"
                     raise
-                if not await self._database_lost(exc, name):
+                if not await self.wait_for_database(exc, name):
                     return None
 
     async def _listen(self) -> None:
@@ -313,7 +316,7 @@ class ResilientWorker(Worker):
             except Exception as exc:
                 if not is_connection_error(exc):
                     raise
-                if not await self._database_lost(exc, "fetching jobs"):
+                if not await self.wait_for_database(exc, "fetching jobs"):
                     return
 
     async def _persist_job_status(
@@ -347,6 +350,6 @@ class ResilientWorker(Worker):
                     return
                 if not is_connection_error(exc):
                     raise
-                if not await self._database_lost(exc, f"recording the outcome of job {job.id}"):
+                if not await self.wait_for_database(exc, f"recording the outcome of job {job.id}"):
                     raise
                 retried = True
