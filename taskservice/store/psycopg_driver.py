@@ -8,8 +8,33 @@ from typing import Any
 from procrastinate import BaseConnector
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
 
 from taskservice.store.queries import query
+
+
+def purging_pool(**kwargs: Any) -> AsyncConnectionPool[Any]:
+    """Procrastinate's pool (its `pool_factory`), with one change: a pooled
+    connection found dead has every idle one tested at once.
+
+    When the server restarts or backends are terminated, all idle connections
+    die together; psycopg_pool finds them one getconn at a time, pausing 1, 2,
+    4 s... between them, so a caller could wait past its timeout for a good one."""
+    pool: AsyncConnectionPool[Any]
+    purges: set[asyncio.Task[None]] = set()
+
+    async def check(conn: AsyncConnection[Any]) -> None:
+        try:
+            await AsyncConnectionPool.check_connection(conn)
+        except Exception:
+            if not purges:
+                purge = asyncio.create_task(pool.check())
+                purges.add(purge)
+                purge.add_done_callback(purges.discard)
+            raise
+
+    pool = AsyncConnectionPool(**{**kwargs, "check": check})
+    return pool
 
 
 async def execute(connector: BaseConnector, name: str, /, **params: Any) -> None:

@@ -8,6 +8,7 @@ from taskservice.metrics import Metrics
 from taskservice.registry import DEFAULT_QUEUE, TaskRegistry
 from taskservice.services.schedules import code_schedules
 from taskservice.settings import Settings
+from taskservice.store import psycopg_driver as pg
 from taskservice.worker.dispatcher import register_dispatcher
 from taskservice.worker.invoke import make_runner
 from taskservice.worker.middleware import outcome_recorder
@@ -16,7 +17,7 @@ from taskservice.worker.retry import ServiceRetryStrategy
 
 # How long a worker's caller waits for a pooled connection before the database
 # counts as unreachable, and how long the pool retries one lost connection.
-POOL_WAIT_SECONDS = 10.0
+POOL_WAIT_SECONDS = 5.0
 POOL_RECONNECT_SECONDS = 3.0
 
 
@@ -43,6 +44,7 @@ def build_queue_app(
         timeout=POOL_WAIT_SECONDS,
         reconnect_timeout=POOL_RECONNECT_SECONDS,
         kwargs={"application_name": "taskservice-queue", "connect_timeout": 5},
+        pool_factory=pg.purging_pool,
     )
     app = procrastinate.App(
         connector=connector,
