@@ -120,14 +120,19 @@ def _processes(database_url: str, split: bool) -> Iterator[int]:
         "TASKSERVICE_QUEUES": "default",
         "TASKSERVICE_METRICS_PORT": str(_free_port()),
     }
-    quiet = {"env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     command = [sys.executable, "-m", "taskservice"]
-    processes = [subprocess.Popen([sys.executable, str(HERE / "bare_worker.py")], **quiet)]
+
+    def start(*args: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            list(args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    processes = [start(sys.executable, str(HERE / "bare_worker.py"))]
     if split:
-        processes.append(subprocess.Popen([*command, "api", "--port", str(port)], **quiet))
-        processes.append(subprocess.Popen([*command, "worker"], **quiet))
+        processes.append(start(*command, "api", "--port", str(port)))
+        processes.append(start(*command, "worker"))
     else:
-        processes.append(subprocess.Popen([*command, "up", "--port", str(port)], **quiet))
+        processes.append(start(*command, "up", "--port", str(port)))
     try:
         yield port
     finally:

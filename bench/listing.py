@@ -19,8 +19,9 @@ import statistics
 import time
 
 from bench.latency import _fresh_database
-from taskservice import database, service
 from taskservice.models.tasks import TaskFilters
+from taskservice.services import tasks as service
+from taskservice.store import asyncpg_driver as database
 from taskservice.store.migrate import migrate
 
 FILL = """

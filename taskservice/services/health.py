@@ -8,7 +8,7 @@ from typing import Protocol
 from taskservice.errors import DatabaseError, DatabaseUnavailable
 from taskservice.models.tasks import Health
 from taskservice.store import asyncpg_driver as db
-from taskservice.store.migrate import migration_names
+from taskservice.store.migrate import missing_migrations
 
 # A readiness probe answers within this, whatever the database does.
 HEALTH_TIMEOUT_SECONDS = 3.0
@@ -49,7 +49,7 @@ async def check_health(
     except (DatabaseUnavailable, DatabaseError) as exc:
         # Any failure here means "not ready": the probe must answer, not raise.
         return _unavailable(f"the database is unavailable: {exc}")
-    missing = [name for name in migration_names() if name not in applied]
+    missing = missing_migrations(applied)
     reason = None
     if missing:
         reason = "the database schema is not current: run `taskservice migrate`"

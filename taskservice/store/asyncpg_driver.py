@@ -29,6 +29,10 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,  # 08xxx: connection lost or refused
     asyncpg.OperatorInterventionError,  # 57xxx: admin shutdown, cannot connect now, canceled
     asyncpg.InsufficientResourcesError,  # 53xxx: too many connections, out of memory/disk
+    # A connection whose server went away mid-protocol ("cannot switch to state
+    # 12; another operation is in progress" after a terminated backend); the pool
+    # replaces it.
+    asyncpg.InternalClientError,
 )
 # asyncpg raises a bare InterfaceError for a connection that the server closed
 # under it (no subclass): known by its message.
@@ -83,14 +87,20 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    database_url: str, *, max_size: int, acquire_timeout: float, command_timeout: float
+    database_url: str,
+    *,
+    max_size: int,
+    acquire_timeout: float = 5.0,
+    command_timeout: float = 30.0,
+    session_settings: dict[str, str] | None = None,
 ) -> Pool:
     """An asyncpg pool that decodes JSON and plans each query for its own arguments.
 
     Nothing waits for ever: getting a connection (reconnecting included) gives up
     after `acquire_timeout` seconds and a statement after `command_timeout`, both
     as DatabaseUnavailable. Custom plans matter: the listing query has optional
-    filters (`:x IS NULL OR col = :x`), which a generic plan cannot use indexes for."""
+    filters (`:x IS NULL OR col = :x`), which a generic plan cannot use indexes for.
+    `session_settings` (e.g. statement_timeout) apply to every connection."""
     pool = TimedPool(
         database_url,
         acquire_timeout=acquire_timeout,
@@ -107,6 +117,7 @@ async def create_pool(
         server_settings={
             "application_name": "taskservice-api",
             "plan_cache_mode": "force_custom_plan",
+            **(session_settings or {}),
         },
     )
     with translated():

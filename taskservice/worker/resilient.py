@@ -18,7 +18,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import psycopg
 from procrastinate import job_context, jobs, retry
 from procrastinate.worker import Worker
 
@@ -38,7 +37,7 @@ def is_connection_error(exc: BaseException) -> bool:
     pool timeout. Not a bad query, a constraint or a missing table."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, psycopg.OperationalError | OSError):
+        if pg.connection_lost(seen):
             return True
         seen = seen.__cause__
     return False
@@ -240,10 +239,15 @@ class ResilientWorker(Worker):
         if self.worker_id is None:
             return
         connector = self.app.connector
-        row = await pg.fetchrow(connector, "worker_heartbeat", worker_id=self.worker_id)
+        row = await pg.fetchrow(
+            connector, "worker_heartbeat_if_registered", worker_id=self.worker_id
+        )
         if row is not None and row["registered"]:
             return
         pruned = self.worker_id
+        # Unregistering the gone row is a no-op in the database, but lets the job
+        # manager stop what it runs for that id (the heartbeat thread).
+        await self.app.job_manager.unregister_worker(pruned)
         self.worker_id = await self.app.job_manager.register_worker()
         running = [context.job.id for context in self._running_jobs.values()]
         adopted = await pg.fetchrow(

@@ -51,7 +51,7 @@ async def run_worker(
     own: the database unreachable past `worker_db_grace_seconds`, or a failure."""
     server = None
     if metrics is None and settings.metrics_port is not None:
-        metrics = Metrics()
+        metrics = Metrics.from_settings(settings)
         try:
             server, _ = start_http_server(
                 settings.metrics_port, addr=settings.host, registry=metrics.registry

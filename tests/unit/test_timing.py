@@ -11,8 +11,10 @@ from taskservice.timing import ON_TIME_WINDOW, Timing, check_cron, check_timezon
 UTC = dt.UTC
 
 
-def utc(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=UTC)
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def test_cron_in_a_time_zone() -> None:

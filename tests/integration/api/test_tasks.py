@@ -40,8 +40,21 @@ async def test_unknown_type_is_422_listing_known_types(client: httpx.AsyncClient
     assert response.status_code == 422
     [error] = response.json()["detail"]
     assert error["loc"] == ["body", "type"]
-    assert "known types: echo, fail, flaky, nap, sleep, sync_wait" in error["msg"]
-    assert error["ctx"]["known_types"] == ["echo", "fail", "flaky", "nap", "sleep", "sync_wait"]
+    assert (
+        "known types: echo, fail, flaky, nap, picky, picky_fail, recorded, sleep, sync_wait"
+        in (error["msg"])
+    )
+    assert error["ctx"]["known_types"] == [
+        "echo",
+        "fail",
+        "flaky",
+        "nap",
+        "picky",
+        "picky_fail",
+        "recorded",
+        "sleep",
+        "sync_wait",
+    ]
 
 
 async def test_bad_params_are_422_naming_the_param(client: httpx.AsyncClient) -> None:
@@ -145,7 +158,7 @@ async def test_cancel_pending_task(client: httpx.AsyncClient) -> None:
 async def test_list_is_newest_first_with_keyset_pages(client: httpx.AsyncClient) -> None:
     ids = [(await submit(client, type="echo", params={"value": i}))["id"] for i in range(5)]
 
-    async def page(**params: object) -> dict[str, Any]:
+    async def page(**params: str | int) -> dict[str, Any]:
         page: dict[str, Any] = (await client.get("/tasks", params={"limit": 2, **params})).json()
         return page
 

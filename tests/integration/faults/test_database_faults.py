@@ -28,7 +28,7 @@ RESUME_WITHIN = 10.0  # API and workers, after the database is back
 
 def _rows(url: str, statement: str, *params: Any) -> list[tuple[Any, ...]]:
     with psycopg.connect(url, autocommit=True) as conn:
-        return conn.execute(statement, params).fetchall()  # type: ignore[arg-type]  # test-only SQL
+        return conn.execute(statement, params).fetchall()
 
 
 def _worker_ids(url: str) -> set[int]:

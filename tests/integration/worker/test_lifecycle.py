@@ -66,7 +66,7 @@ async def _wait_for_attempts(
     client: httpx.AsyncClient, task_id: int, attempts: int
 ) -> dict[str, Any]:
     for _ in range(200):
-        task = (await client.get(f"/tasks/{task_id}")).json()
+        task: dict[str, Any] = (await client.get(f"/tasks/{task_id}")).json()
         if task["attempts"] >= attempts and task["status"] != "in_progress":
             return task
         await asyncio.sleep(0.02)
@@ -155,6 +155,8 @@ async def test_sql_view_shows_what_the_api_shows(
         )
     finally:
         await conn.close()
+    assert row is not None
+    assert job is not None
     assert dict(row) == {"status": "completed", "type": "echo", "result": '{"a": 1}', "attempts": 1}
     assert dict(job) == {"status": "succeeded", "task_name": "echo"}
     assert done["status"] == "completed"
