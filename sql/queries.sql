@@ -170,6 +170,32 @@ WHERE id IN (
 -- name: applied_migrations
 SELECT name FROM taskservice.schema_migrations ORDER BY name;
 
+-- name: ping
+-- A worker's probe after losing the database: does a fresh connection answer?
+SELECT 1 AS answered;
+
+-- name: worker_heartbeat_if_registered
+-- Procrastinate's heartbeat, telling whether the worker's row still exists: a
+-- worker away longer than the stall timeout may have been pruned by another.
+WITH beat AS (
+    UPDATE procrastinate_workers SET last_heartbeat = now()
+    WHERE id = :worker_id
+    RETURNING id
+)
+SELECT count(*) > 0 AS registered FROM beat;
+
+-- name: adopt_running_jobs
+-- A pruned worker registered again takes back its running jobs (the prune
+-- cleared their worker_id), unless the rescue has moved them on meanwhile.
+WITH adopted AS (
+    UPDATE procrastinate_jobs SET worker_id = :worker_id
+    WHERE id IN (SELECT jsonb_array_elements_text(CAST(:job_ids AS jsonb))::bigint)
+      AND status = 'doing'
+      AND worker_id IS NULL
+    RETURNING id
+)
+SELECT count(*) AS adopted FROM adopted;
+
 -- name: count_live_workers
 SELECT count(*) AS workers
 FROM procrastinate_workers

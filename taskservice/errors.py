@@ -85,6 +85,11 @@ class DatabaseUnavailable(TaskServiceError):
     """The database cannot be reached, or dropped the connection: retry later."""
 
 
+class WorkerStopped(TaskServiceError):
+    """A worker stopped without being asked to: the database was unreachable past
+    the grace period, or one of its loops failed. Its supervisor should restart it."""
+
+
 class UniqueViolation(TaskServiceError):
     """A write broke a unique constraint or index, named by `constraint`."""
 

@@ -95,6 +95,18 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     api_pool_size: int = Field(default=10, ge=1, description="asyncpg connections per API.")
+    api_acquire_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long a request waits for a pooled connection (reconnecting "
+        "included) before it is answered 503.",
+    )
+    api_command_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long the API waits for the database to answer one statement "
+        "before it gives up with 503 (a stalled server, a lost network).",
+    )
 
     concurrency: int = Field(default=4, ge=1, description="Jobs one worker runs at once.")
     queues: Annotated[list[str], NoDecode] = Field(
@@ -109,6 +121,12 @@ class Settings(BaseSettings):
         default=30.0, ge=0, description="On stop, how long running jobs may finish."
     )
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
+    worker_db_grace_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="A worker that cannot reach the database this long exits non-zero "
+        "(for its supervisor to restart it); shorter outages it rides through.",
+    )
     stalled_after_seconds: float = Field(
         default=30.0, gt=0, description="A worker silent this long is dead; its tasks rescued."
     )

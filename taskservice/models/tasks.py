@@ -183,4 +183,10 @@ class Health(BaseModel):
     database: bool
     schema_current: bool
     missing_migrations: list[str]
-    workers: int = Field(description="Workers whose heartbeat is recent.")
+    workers: int = Field(
+        description="Workers whose heartbeat is younger than the stall timeout "
+        "(TASKSERVICE_STALLED_AFTER_SECONDS): those that would not be rescued."
+    )
+    reason: str | None = Field(
+        default=None, description="Why the service is not ready; null when it is."
+    )

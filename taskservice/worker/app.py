@@ -24,6 +24,12 @@ def _session_options(settings: Settings) -> str:
     return pg.session_options(settings.database_url, settings.session_guards())
 
 
+# How long a worker's caller waits for a pooled connection before the database
+# counts as unreachable, and how long the pool retries one lost connection.
+POOL_WAIT_SECONDS = 5.0
+POOL_RECONNECT_SECONDS = 3.0
+
+
 def build_queue_app(
     settings: Settings,
     registry: TaskRegistry,
@@ -41,10 +47,17 @@ def build_queue_app(
         conninfo=settings.database_url,
         min_size=1,
         max_size=pool_size,
+        # A worker rides through outages itself (worker.resilient); the pool's
+        # own retries (doubling delays up to 5 minutes) would only delay its
+        # return, and a caller waiting 30 s for a connection delays noticing.
+        timeout=POOL_WAIT_SECONDS,
+        reconnect_timeout=POOL_RECONNECT_SECONDS,
         kwargs={
             "application_name": "taskservice-queue",
             "options": _session_options(settings),
+            "connect_timeout": 5,
         },
+        pool_factory=pg.purging_pool,
     )
     app = procrastinate.App(
         connector=connector,
