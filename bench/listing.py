@@ -41,7 +41,7 @@ UPDATE procrastinate_jobs SET status = CASE
 
 
 async def _measure(url: str, tasks: int, repeat: int) -> None:
-    pool = await database.create_pool(url, max_size=2)
+    pool = await database.create_pool(url, max_size=2, acquire_timeout=30, command_timeout=300)
     try:
         async with pool.acquire() as conn:
             await conn.fetchval(FILL, tasks)

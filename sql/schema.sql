@@ -15,18 +15,32 @@ CREATE TABLE taskservice.task_records (
     started_at  timestamptz,
     finished_at timestamptz,
     result      jsonb,
-    error       jsonb
+    error       jsonb,
+    -- The key that submitted the task (NULL: no key, or from SQL or the
+    -- procrastinate CLI). No foreign key: it comes from the job's args, which
+    -- anything may write, and keys are never deleted anyway.
+    owner_key_id bigint
 );
 
 CREATE INDEX task_records_created_at_idx ON taskservice.task_records (created_at);
 
--- Statement-level, so a batch defer of N jobs costs one insert, not N.
+-- A non-admin key lists its own tasks, newest first.
+CREATE INDEX task_records_owner_idx ON taskservice.task_records (owner_key_id, job_id)
+    WHERE owner_key_id IS NOT NULL;
+
+-- Statement-level, so a batch defer of N jobs costs one insert, not N. The
+-- owner rides in the job's args (`_options.owner`), so the record gets it in
+-- the statement that defers the job, with no extra round trip.
 CREATE FUNCTION taskservice.record_new_jobs() RETURNS trigger
     LANGUAGE plpgsql
 AS $$
 BEGIN
-    INSERT INTO taskservice.task_records (job_id)
-    SELECT id FROM new_jobs
+    INSERT INTO taskservice.task_records (job_id, owner_key_id)
+    SELECT id,
+        CASE WHEN jsonb_typeof(args -> '_options' -> 'owner') = 'number'
+            THEN (args -> '_options' ->> 'owner')::bigint
+        END
+    FROM new_jobs
     ON CONFLICT (job_id) DO NOTHING;
     RETURN NULL;
 END;
@@ -169,6 +183,8 @@ CREATE TABLE taskservice.schedules (
     last_run_at      timestamptz,
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now(),
+    -- The key that created it: its runs belong to that key.
+    owner_key_id     bigint,
     CHECK ((cron IS NULL) <> (interval_seconds IS NULL))
 );
 
@@ -190,3 +206,19 @@ CREATE INDEX schedule_runs_deferred_at_idx ON taskservice.schedule_runs (deferre
 -- The clean-up finds finished tasks by age.
 CREATE INDEX task_records_finished_at_idx ON taskservice.task_records (finished_at)
     WHERE finished_at IS NOT NULL;
+
+-- API keys. A key is `tsk_<prefix>_<secret>`: the prefix tells keys apart in
+-- lists and logs and finds the row; only a SHA-256 of the whole key is kept
+-- (the secret is 256 random bits, so a slow hash would add nothing). Keys are
+-- revoked, never deleted, so the table never goes back to empty (which is what
+-- opens a loopback-only service to calls without a key).
+CREATE TABLE taskservice.api_keys (
+    id           bigserial PRIMARY KEY,
+    name         text NOT NULL UNIQUE,
+    prefix       text NOT NULL UNIQUE,
+    secret_hash  bytea NOT NULL,
+    scopes       text[] NOT NULL CHECK (scopes <@ ARRAY['read', 'submit', 'admin']),
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    last_used_at timestamptz,
+    revoked_at   timestamptz
+);

@@ -14,7 +14,8 @@ SELECT
     j.priority,
     j.queue_name AS queue,
     j.queueing_lock AS unique_key,
-    j.attempts,
+    -- Runs charged to the task: those ended by a lost or stopped worker are not.
+    j.attempts - coalesce((j.args #>> '{_options,uncharged_runs}')::int, 0) AS attempts,
     (j.args -> '_options' ->> 'max_attempts')::int AS max_attempts,
     (j.args -> '_options' ->> 'timeout_seconds')::float8 AS timeout_seconds,
     j.abort_requested,
@@ -27,7 +28,9 @@ SELECT
     r.result,
     r.error,
     -- Procrastinate's own status: filtering on it lets the planner use its index.
-    j.status AS procrastinate_status
+    j.status AS procrastinate_status,
+    -- The API key that submitted it (taskservice.api_keys), if any.
+    r.owner_key_id
 FROM public.procrastinate_jobs AS j
 JOIN taskservice.status_names AS s ON s.procrastinate_status = j.status
 LEFT JOIN taskservice.task_records AS r ON r.job_id = j.id;

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import platformdirs
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from taskservice.logs import LogFormat
@@ -46,7 +46,33 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated modules whose TaskType objects are registered.",
     )
-    migrate_on_start: bool = True
+    migrate_on_start: bool = Field(
+        default=True, description="`up`, `api` and `worker` run `migrate` before starting."
+    )
+    migrate_lock_timeout_seconds: float = Field(
+        default=3.0,
+        gt=0,
+        description="How long one migration step waits for a lock (reads queue behind it "
+        "meanwhile) before it lets go and retries.",
+    )
+    migrate_lock_wait_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long a migration step keeps retrying for its lock before "
+        "migrate fails, naming the sessions in the way.",
+    )
+    statement_timeout_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="PostgreSQL statement_timeout of the API's and the workers' sessions "
+        "(not migrate's); 0: none.",
+    )
+    idle_in_transaction_timeout_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="PostgreSQL idle_in_transaction_session_timeout of the API's and the "
+        "workers' sessions: a transaction left open this long is ended; 0: none.",
+    )
     log_format: LogFormat = Field(
         default="auto", description="json, text, or auto (text at a terminal, else json)."
     )
@@ -54,10 +80,33 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(
         default=9100, description="Where a worker serves Prometheus metrics; unset: none."
     )
+    metrics_queues: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated queues that always get their own metrics label "
+        "(besides default, taskservice and the worker's queues).",
+    )
+    metrics_max_queues: int = Field(
+        default=50,
+        ge=0,
+        description="How many other queue names get their own metrics label, first seen "
+        'first; later ones are counted under queue="other".',
+    )
 
     host: str = "127.0.0.1"
     port: int = 8000
     api_pool_size: int = Field(default=10, ge=1, description="asyncpg connections per API.")
+    api_acquire_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long a request waits for a pooled connection (reconnecting "
+        "included) before it is answered 503.",
+    )
+    api_command_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long the API waits for the database to answer one statement "
+        "before it gives up with 503 (a stalled server, a lost network).",
+    )
     max_body_bytes: int = Field(
         default=1_048_576,
         ge=1024,
@@ -102,8 +151,25 @@ class Settings(BaseSettings):
         default=30.0, ge=0, description="On stop, how long running jobs may finish."
     )
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
+    worker_db_grace_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="A worker that cannot reach the database this long exits non-zero "
+        "(for its supervisor to restart it); shorter outages it rides through.",
+    )
     stalled_after_seconds: float = Field(
         default=30.0, gt=0, description="A worker silent this long is dead; its tasks rescued."
+    )
+    max_worker_losses: int = Field(
+        default=3,
+        ge=1,
+        description="A task whose worker is lost this many times fails (worker_lost).",
+    )
+    finish_retry_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="How long a worker keeps trying to write a run's end while the "
+        "database is away; after that the run is left to the rescue.",
     )
     rescue_interval_seconds: int = Field(
         default=10, ge=1, le=59, description="How often the stalled-task rescue runs."
@@ -115,7 +181,29 @@ class Settings(BaseSettings):
         default=86_400.0, gt=0, description="How long an Idempotency-Key is remembered."
     )
 
-    @field_validator("task_modules", "queues", mode="before")
+    bootstrap_api_key: SecretStr | None = Field(
+        default=None,
+        description="An admin key (from `taskservice keys generate`) stored as "
+        "`bootstrap-admin` at start if no key of that name exists: a first key from a Secret.",
+    )
+    metrics_public: bool = Field(
+        default=False, description="Serve /metrics without an API key (in-cluster scraping)."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated origins browsers may call the API from; empty: none.",
+    )
+
+    def session_guards(self) -> dict[str, str]:
+        """PostgreSQL settings for the API's and the workers' sessions, in ms (0: off)."""
+        return {
+            "statement_timeout": f"{self.statement_timeout_seconds * 1000:.0f}",
+            "idle_in_transaction_session_timeout": (
+                f"{self.idle_in_transaction_timeout_seconds * 1000:.0f}"
+            ),
+        }
+
+    @field_validator("task_modules", "queues", "metrics_queues", "cors_origins", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         return _split_commas(value)

@@ -14,9 +14,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from taskservice.api.openapi import allowed_methods
 from taskservice.errors import (
+    DatabaseError,
     DatabaseUnavailable,
     IdempotencyKeyReused,
     InvalidTaskRequest,
+    MissingScope,
+    NotAuthenticated,
     ScheduleNameTaken,
     ScheduleNotFound,
     ScheduleReadOnly,
@@ -29,11 +32,12 @@ from taskservice.errors import (
 logger = logging.getLogger(__name__)
 
 # FastAPI answers 400 with this when a JSON body is not UTF-8 (json.loads raises
-# UnicodeDecodeError; bad JSON itself is a 422), and Starlette 413 with the other.
+# UnicodeDecodeError; bad JSON itself is a 422).
 _CLEARER = {
     "There was an error parsing the body": "the body is not valid UTF-8; send JSON in UTF-8",
-    "Content Too Large": "the body is larger than the limit (TASKSERVICE_MAX_BODY_BYTES)",
 }
+# What a 503 tells the client to wait before trying again, in seconds.
+RETRY_AFTER_SECONDS = 2
 
 
 def _problem(status_code: int, loc: list[str], msg: str, kind: str, **ctx: Any) -> JSONResponse:
@@ -110,7 +114,31 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
         logger.warning("database unavailable: %s", exc)
-        return _problem(503, [], "the database is unavailable; retry later", "unavailable")
+        response = _problem(503, [], "the database is unavailable; retry later", "unavailable")
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+
+    async def database_error(_: Request, exc: Exception) -> JSONResponse:
+        # The database refused a statement: a bug or a broken deployment, not an
+        # outage, so no retry hint; the traceback is for the operator.
+        logger.error("database error: %s", exc, exc_info=exc)
+        return _problem(500, [], "internal error: the database refused a statement", "internal")
+
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # Starlette re-raises after this answer, and the server logs the traceback.
+        return _problem(500, [], "internal error", "internal")
+
+    @app.exception_handler(NotAuthenticated)
+    async def not_authenticated(_: Request, exc: NotAuthenticated) -> JSONResponse:
+        response = _problem(401, ["header", "Authorization"], str(exc), "not_authenticated")
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(MissingScope)
+    async def missing_scope(_: Request, exc: MissingScope) -> JSONResponse:
+        return _problem(
+            403, ["header", "Authorization"], str(exc), "missing_scope", scope=exc.scope
+        )
 
     @app.exception_handler(ScheduleNotFound)
     async def schedule_not_found(_: Request, exc: ScheduleNotFound) -> JSONResponse:
@@ -126,3 +154,5 @@ def install_error_handlers(app: FastAPI) -> None:
 
     # A database that restarts or drops connections: the client may retry.
     app.add_exception_handler(DatabaseUnavailable, database_unavailable)
+    app.add_exception_handler(DatabaseError, database_error)
+    app.add_exception_handler(Exception, unexpected)

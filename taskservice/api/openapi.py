@@ -44,6 +44,11 @@ _COMMON = {
     "503": "Too many requests in progress (see Retry-After), or the database is unavailable.",
 }
 _BODY_NOT_UTF8 = "The body is not UTF-8."
+# Answers of every operation that takes an API key (api/auth.py).
+_SECURED = {
+    "401": "No API key, or a malformed, unknown or revoked one (WWW-Authenticate: Bearer).",
+    "403": "The API key lacks the scope this operation needs.",
+}
 # Paths the in-flight limit does not apply to and that use no database.
 _NEVER_UNAVAILABLE = ("/health/live",)
 
@@ -96,6 +101,9 @@ def _complete(schema: dict[str, Any], registry: TaskRegistry) -> None:
                 responses.setdefault(status, {"description": description})
             if "requestBody" in operation:
                 responses.setdefault("400", {"description": _BODY_NOT_UTF8})
+            if operation.get("security"):
+                for status, description in _SECURED.items():
+                    responses.setdefault(status, {"description": description})
             for status, response in responses.items():
                 if status[0] in "45" and not response.get("content"):
                     response["content"] = problem

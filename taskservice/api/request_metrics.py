@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskservice.api.limits import error_response
 from taskservice.api.openapi import template_pattern
-from taskservice.metrics import Metrics
+from taskservice.metrics import Metrics, method_label
 
 logger = logging.getLogger(__name__)
 
@@ -53,16 +53,16 @@ class ObserveRequests:
             if status is not None:  # too late for an answer: the server drops the connection
                 self._observe(scope, 500, started)
                 raise
-            response = error_response(
-                500, "internal error; the service's log has the details", "internal_error"
-            )
+            # The same answer as api.errors' handler for Exception, which runs
+            # only for what escapes this middleware.
+            response = error_response(500, "internal error", "internal")
             await response(scope, receive, send_observed)
         if status is not None:
             self._observe(scope, status, started)
 
     def _observe(self, scope: Scope, status: int, started: float) -> None:
         route = self._route(scope)
-        method = scope["method"]
+        method = method_label(scope["method"])
         self.metrics.http_requests.labels(method, route, str(status)).inc()
         self.metrics.http_duration.labels(method, route).observe(time.perf_counter() - started)
 

@@ -61,7 +61,6 @@ Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_stora
 # Numbers in bodies: no true/false or "5" standing in for a number, no NaN or
 # Infinity (1e309 parses to Infinity), and a bound on each.
 Seconds = Annotated[float, Field(strict=True, allow_inf_nan=False, le=MAX_SECONDS)]
-Int32 = Annotated[int, Field(strict=True, ge=-PG_INT_MAX, le=PG_INT_MAX)]
 StrictBool = Annotated[bool, Field(strict=True)]
 
 _CANONICAL_INT = re.compile(r"-?[1-9][0-9]*|0")

@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from taskservice.models.fields import Int32, Name, Seconds, StorableText, StrictBool, check_storable
-from taskservice.models.tasks import QueueName, TaskPublic
+from taskservice.models.fields import Name, Seconds, StorableText, StrictBool, check_storable
+from taskservice.models.tasks import MAX_PRIORITY, PG_INT_MAX, QueueName, TaskPublic
 from taskservice.timing import CatchUp, check_cron, check_timezone
 
 
@@ -49,7 +49,7 @@ class ScheduleCreate(_Timing):
     )
     interval_seconds: Seconds | None = Field(default=None, ge=1)
     timezone: StorableText = Field(default="UTC", max_length=200, examples=["Europe/Paris"])
-    priority: Int32 = 0
+    priority: int = Field(default=0, strict=True, ge=-PG_INT_MAX, le=MAX_PRIORITY)
     queue: QueueName = "default"
     enabled: StrictBool = True
     catch_up: CatchUp = Field(
@@ -79,7 +79,7 @@ class ScheduleUpdate(_Timing):
     cron: StorableText | None = Field(default=None, max_length=200)
     interval_seconds: Seconds | None = Field(default=None, ge=1)
     timezone: StorableText | None = Field(default=None, max_length=200)
-    priority: Int32 | None = None
+    priority: int | None = Field(default=None, strict=True, ge=-PG_INT_MAX, le=MAX_PRIORITY)
     queue: QueueName | None = None
     enabled: StrictBool | None = None
     catch_up: CatchUp | None = None

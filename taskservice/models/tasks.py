@@ -12,15 +12,18 @@ from taskservice.models.fields import PG_BIGINT_MAX as PG_BIGINT_MAX
 from taskservice.models.fields import PG_INT_MAX as PG_INT_MAX
 from taskservice.models.fields import (
     CanonicalInt,
-    Int32,
     Moment,
     Seconds,
     StorableText,
     check_storable,
 )
+from taskservice.registry import INTERNAL_PRIORITY
 
 # A task's attempts in all; each type has its own (lower) limit.
 MAX_ATTEMPTS = 1_000
+
+# Clients stay below the service's own jobs (INTERNAL_PRIORITY).
+MAX_PRIORITY = INTERNAL_PRIORITY - 1
 
 # Procrastinate notifies workers on channel "procrastinate_queue_v1#<queue>", and
 # PostgreSQL channel names stop at 63 bytes.
@@ -51,7 +54,9 @@ class TaskCreate(BaseModel):
         examples=[{"value": 42}],
         description="Checked against the type's params schema: see GET /task-types.",
     )
-    priority: Int32 = Field(default=0, description="Higher runs first.")
+    priority: int = Field(
+        default=0, strict=True, ge=-PG_INT_MAX, le=MAX_PRIORITY, description="Higher runs first."
+    )
     queue: QueueName | None = Field(default=None, description="Defaults to `default`.")
     run_at: Moment | None = Field(
         default=None, description="Run no earlier than this (timezone required); past is now."
@@ -174,4 +179,10 @@ class Health(BaseModel):
     database: bool
     schema_current: bool
     missing_migrations: list[str]
-    workers: int = Field(description="Workers whose heartbeat is recent.")
+    workers: int = Field(
+        description="Workers whose heartbeat is younger than the stall timeout "
+        "(TASKSERVICE_STALLED_AFTER_SECONDS): those that would not be rescued."
+    )
+    reason: str | None = Field(
+        default=None, description="Why the service is not ready; null when it is."
+    )

@@ -5,11 +5,38 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import psycopg
+import psycopg.conninfo
 from procrastinate import BaseConnector
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
 
 from taskservice.store.queries import query
+
+
+def purging_pool(**kwargs: Any) -> AsyncConnectionPool[Any]:
+    """Procrastinate's pool (its `pool_factory`), with one change: a pooled
+    connection found dead has every idle one tested at once.
+
+    When the server restarts or backends are terminated, all idle connections
+    die together; psycopg_pool finds them one getconn at a time, pausing 1, 2,
+    4 s... between them, so a caller could wait past its timeout for a good one."""
+    pool: AsyncConnectionPool[Any]
+    purges: set[asyncio.Task[None]] = set()
+
+    async def check(conn: AsyncConnection[Any]) -> None:
+        try:
+            await AsyncConnectionPool.check_connection(conn)
+        except Exception:
+            if not purges:
+                purge = asyncio.create_task(pool.check())
+                purges.add(purge)
+                purge.add_done_callback(purges.discard)
+            raise
+
+    pool = AsyncConnectionPool(**{**kwargs, "check": check})
+    return pool
 
 
 async def execute(connector: BaseConnector, name: str, /, **params: Any) -> None:
@@ -29,9 +56,58 @@ async def fetchrow(connector: BaseConnector, name: str, /, **params: Any) -> dic
     return row
 
 
+async def ping(conninfo: str) -> None:
+    """Open a connection of its own (not from a pool, whose connections may be dead)
+    and run the `ping` query; raises psycopg.OperationalError while the database
+    cannot be reached. Callers bound it with asyncio.timeout."""
+    q = query("ping")
+    conn = await AsyncConnection.connect(
+        conninfo, autocommit=True, connect_timeout=5, application_name="taskservice-probe"
+    )
+    async with conn:
+        await conn.execute(q.psycopg_text)
+
+
 async def fetch(conn: AsyncConnection[Any], name: str, /, **params: Any) -> list[dict[str, Any]]:
     """Run the named query on `conn`, inside the caller's transaction; return its rows."""
     q = query(name)
     async with conn.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(q.psycopg_text, q.psycopg_params(params))
         return await cursor.fetchall() if cursor.description else []
+
+
+# The driver's errors, for callers that must tell an outage from a refusal
+# without importing psycopg themselves.
+DriverError = psycopg.Error
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """The database could not be reached, as opposed to refusing the statement."""
+    return isinstance(exc, psycopg.OperationalError | OSError)
+
+
+def session_options(database_url: str, settings: dict[str, str]) -> str:
+    """libpq `options` setting `settings` for each session, after any the database
+    URL gives (a keyword argument replaces the URL's own)."""
+    given = psycopg.conninfo.conninfo_to_dict(database_url).get("options")
+    guards = [f"-c {name}={value}" for name, value in settings.items()]
+    return " ".join([*([str(given)] if given else []), *guards])
+
+
+SyncConnection = psycopg.Connection[tuple[object, ...]]
+
+
+def connect_sync(conninfo: str, *, timeout: float, application_name: str) -> SyncConnection:
+    """A blocking autocommit connection of its own (for a thread)."""
+    return psycopg.connect(
+        conninfo,
+        autocommit=True,
+        connect_timeout=max(1, int(timeout)),
+        application_name=application_name,
+    )
+
+
+def execute_sync(conn: SyncConnection, name: str, /, **params: Any) -> None:
+    """Run the named query on a blocking connection."""
+    q = query(name)
+    conn.execute(q.psycopg_text, q.psycopg_params(params))

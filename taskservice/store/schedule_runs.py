@@ -10,11 +10,14 @@ from taskservice.job_options import OPTIONS_KEY, options_for
 from taskservice.registry import PeriodicSchedule, TaskRegistry
 
 
-def job_args(registry: TaskRegistry, type_name: str, params: dict[str, Any]) -> dict[str, Any]:
-    """A scheduled run's job args: its params and the type's default options."""
+def job_args(
+    registry: TaskRegistry, type_name: str, params: dict[str, Any], owner: int | None = None
+) -> dict[str, Any]:
+    """A scheduled run's job args: its params, the type's default options and
+    the schedule creator's key."""
     task = registry.get(type_name)
     # A type gone from the code: the worker will fail the run as TaskNotFound.
-    options = options_for(task) if task is not None else {}
+    options = options_for(task, owner=owner) if task is not None else {}
     return {**params, OPTIONS_KEY: options}
 
 
@@ -39,7 +42,7 @@ async def defer_run(
         type=schedule["type"],
         priority=schedule["priority"],
         unique_key=None,
-        args=job_args(registry, schedule["type"], schedule["params"]),
+        args=job_args(registry, schedule["type"], schedule["params"], schedule.get("owner_key_id")),
         run_at=None,
         delay_seconds=None,
     )

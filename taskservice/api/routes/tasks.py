@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, Response, status
 from pydantic import BeforeValidator
 
+from taskservice.api.auth import ReadAccess, SubmitAccess
 from taskservice.api.deps import MetricsDep, PoolDep, RegistryDep, SettingsDep
 from taskservice.models.fields import canonical_int
 from taskservice.models.tasks import (
@@ -48,6 +49,7 @@ async def submit(
     reg: RegistryDep,
     settings: SettingsDep,
     metrics: MetricsDep,
+    access: SubmitAccess,
     idempotency_key: IdempotencyKey = None,
 ) -> TaskPublic:
     """Submit a task; its params are checked against its type before it is stored."""
@@ -57,10 +59,11 @@ async def submit(
         request=body,
         idempotency_key=idempotency_key,
         idempotency_retention_seconds=settings.idempotency_retention_seconds,
+        owner=access.key_id,
     )
     response.headers["Location"] = f"/tasks/{task.id}"
     if created:
-        metrics.submitted.labels(task.type, task.queue).inc()
+        metrics.submitted.labels(task.type, metrics.queue_label(task.queue)).inc()
     else:
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
@@ -69,17 +72,29 @@ async def submit(
 
 @router.get("/tasks", response_model=TasksPublic)
 async def list_tasks(
-    filters: Annotated[TaskFilters, Query()], pool: PoolDep, settings: SettingsDep
+    filters: Annotated[TaskFilters, Query()],
+    pool: PoolDep,
+    access: ReadAccess,
+    settings: SettingsDep,
 ) -> TasksPublic:
-    """Tasks newest first, filtered; follow `next_cursor` for the next page. A page
-    ends early once its params, results and errors reach TASKSERVICE_LIST_PAGE_BYTES."""
-    return await service.list_tasks(pool=pool, filters=filters, page_bytes=settings.list_page_bytes)
+    """Tasks newest first, filtered; follow `next_cursor` for the next page. A
+    key without `admin` sees only its own tasks. A page ends early once its params,
+    results and errors reach TASKSERVICE_LIST_PAGE_BYTES."""
+    return await service.list_tasks(
+        pool=pool,
+        filters=filters,
+        owner=access.owner_filter,
+        page_bytes=settings.list_page_bytes,
+    )
 
 
 @router.get("/tasks/{task_id}", response_model=TaskPublic, responses={404: {}})
-async def get_task(task_id: TaskId, pool: PoolDep) -> TaskPublic:
-    """One task with its status, result, error and every attempt."""
-    return await service.get_task(pool=pool, task_id=task_id, with_history=True)
+async def get_task(task_id: TaskId, pool: PoolDep, access: ReadAccess) -> TaskPublic:
+    """One task with its status, result, error and every attempt (another key's
+    task is a 404 to a key without `admin`)."""
+    return await service.get_task(
+        pool=pool, task_id=task_id, with_history=True, owner=access.owner_filter
+    )
 
 
 @router.delete(
@@ -88,18 +103,18 @@ async def get_task(task_id: TaskId, pool: PoolDep) -> TaskPublic:
     responses={202: {"model": TaskPublic}, 404: {}, 409: {}},
 )
 async def cancel(
-    task_id: TaskId, response: Response, pool: PoolDep, metrics: MetricsDep
+    task_id: TaskId, response: Response, pool: PoolDep, metrics: MetricsDep, access: SubmitAccess
 ) -> TaskPublic:
     """Cancel a pending task (200), or ask a running one to stop (202)."""
-    task = await service.cancel_task(pool=pool, task_id=task_id)
+    task = await service.cancel_task(pool=pool, task_id=task_id, owner=access.owner_filter)
     if task.status is TaskStatus.CANCELLED:
-        metrics.cancelled.labels(task.type, task.queue).inc()
+        metrics.cancelled.labels(task.type, metrics.queue_label(task.queue)).inc()
     else:  # running: its worker counts it when it stops
         response.status_code = status.HTTP_202_ACCEPTED
     return task
 
 
 @router.post("/tasks/{task_id}/retry", response_model=TaskPublic, responses={404: {}, 409: {}})
-async def retry(task_id: TaskId, pool: PoolDep) -> TaskPublic:
+async def retry(task_id: TaskId, pool: PoolDep, access: SubmitAccess) -> TaskPublic:
     """Run a failed or cancelled task again: a new attempt of the same task."""
-    return await service.retry_task(pool=pool, task_id=task_id)
+    return await service.retry_task(pool=pool, task_id=task_id, owner=access.owner_filter)

@@ -211,7 +211,7 @@ async def test_unhandled_error_is_json_500_counted_in_metrics(
     for _ in range(3):
         response = await crashing_client.get("/boom")
         [error] = assert_error_shape(response, 500)
-        assert error["type"] == "internal_error"
+        assert error["type"] == "internal"
         assert "secret" not in response.text
         assert "Traceback" not in response.text
     assert "a bug with a secret" in caplog.text  # the traceback goes to the log
