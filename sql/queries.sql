@@ -357,3 +357,137 @@ SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'taskservice');
 
 -- name: create_embedded_database
 CREATE DATABASE taskservice;
+
+-- Results without polling: batches, progress, completion webhooks, event replay.
+
+-- name: defer_tasks
+-- Every task of a batch in one statement: Procrastinate's own defer function
+-- takes an array (its NOTIFY wakes the workers). :tasks is a JSON array of
+-- {queue, type, priority, unique_key, args, run_at, delay_seconds}; the ids
+-- come back in the same order.
+SELECT procrastinate_defer_jobs_v1(ARRAY(
+    SELECT ROW(
+        CAST(t ->> 'queue' AS varchar),
+        CAST(t ->> 'type' AS varchar),
+        CAST(t ->> 'priority' AS integer),
+        NULL,
+        t ->> 'unique_key',
+        t -> 'args',
+        coalesce(
+            CAST(t ->> 'run_at' AS timestamptz),
+            now() + make_interval(secs => CAST(t ->> 'delay_seconds' AS float8))
+        )
+    )::procrastinate_job_to_defer_v1
+    FROM jsonb_array_elements(CAST(:tasks AS jsonb)) WITH ORDINALITY AS x (t, n)
+    ORDER BY x.n
+)) AS ids;
+
+-- name: insert_batch
+INSERT INTO taskservice.batches (total, callback_url)
+VALUES (:total, :callback_url)
+RETURNING id;
+
+-- name: get_batch
+-- A batch with its tasks per status.
+SELECT
+    b.id, b.created_at, b.total, b.done_at, b.callback,
+    count(*) FILTER (WHERE t.status = 'pending') AS pending,
+    count(*) FILTER (WHERE t.status = 'in_progress') AS in_progress,
+    count(*) FILTER (WHERE t.status = 'completed') AS completed,
+    count(*) FILTER (WHERE t.status = 'failed') AS failed,
+    count(*) FILTER (WHERE t.status = 'cancelled') AS cancelled
+FROM taskservice.batches AS b
+LEFT JOIN taskservice.tasks AS t ON t.batch_id = b.id
+WHERE b.id = :batch_id
+GROUP BY b.id;
+
+-- name: list_batch_tasks
+-- GET /tasks?batch_id=: a batch's tasks, newest first, by keyset on id.
+SELECT t.*
+FROM taskservice.tasks AS t
+WHERE t.batch_id = :batch_id
+  AND (CAST(:status AS text) IS NULL OR t.status = :status)
+  AND (CAST(:type AS text) IS NULL OR t.type = :type)
+  AND (CAST(:queue AS text) IS NULL OR t.queue = :queue)
+  AND (CAST(:before_id AS bigint) IS NULL OR t.id < :before_id)
+ORDER BY t.id DESC
+LIMIT :limit;
+
+-- name: record_progress
+-- A task's progress, announced to the API's streams in the same transaction.
+WITH updated AS (
+    UPDATE taskservice.task_records AS r
+    SET progress = jsonb_build_object(
+        'fraction', CAST(:fraction AS float8),
+        'message', CAST(:message AS text),
+        'updated_at', now()
+    )
+    FROM procrastinate_jobs AS j
+    WHERE r.job_id = :job_id AND j.id = r.job_id
+    RETURNING r.job_id, r.batch_id, r.progress, j.queue_name, j.task_name
+)
+SELECT pg_notify('taskservice_events', json_build_object(
+    'kind', 'progress', 'id', u.job_id, 'status', 'in_progress', 'queue', u.queue_name,
+    'type', u.task_name, 'batch_id', u.batch_id, 'progress', u.progress
+)::text)
+FROM updated AS u;
+
+-- name: get_task_callback
+-- What a task's completion webhook sends, and where.
+SELECT t.*, j.args -> '_options' ->> 'callback_url' AS callback_url
+FROM taskservice.tasks AS t
+JOIN procrastinate_jobs AS j ON j.id = t.id
+WHERE t.id = :task_id;
+
+-- name: get_batch_callback
+SELECT callback_url FROM taskservice.batches WHERE id = :batch_id;
+
+-- name: set_task_callback_state
+UPDATE taskservice.task_records
+SET callback = jsonb_build_object(
+    'status', CAST(:status AS text),
+    'attempts', coalesce(CAST(callback ->> 'attempts' AS integer), 0) + 1,
+    'last_error', CAST(:last_error AS text)
+)
+WHERE job_id = :task_id;
+
+-- name: set_batch_callback_state
+UPDATE taskservice.batches
+SET callback = jsonb_build_object(
+    'status', CAST(:status AS text),
+    'attempts', coalesce(CAST(callback ->> 'attempts' AS integer), 0) + 1,
+    'last_error', CAST(:last_error AS text)
+)
+WHERE id = :batch_id;
+
+-- name: task_events_since
+-- GET /events resume: status changes after a given event id, no older than
+-- the resume window, read from Procrastinate's own event log.
+SELECT
+    e.id AS event_id,
+    e.job_id AS id,
+    CASE e.type
+        WHEN 'started' THEN 'in_progress'
+        WHEN 'succeeded' THEN 'completed'
+        WHEN 'failed' THEN 'failed'
+        WHEN 'cancelled' THEN 'cancelled'
+        WHEN 'aborted' THEN 'cancelled'
+        ELSE 'pending'
+    END AS status,
+    j.queue_name AS queue,
+    j.task_name AS type,
+    r.batch_id
+FROM procrastinate_events AS e
+JOIN procrastinate_jobs AS j ON j.id = e.job_id
+LEFT JOIN taskservice.task_records AS r ON r.job_id = e.job_id
+WHERE e.id > :after_id
+  AND e.at > now() - make_interval(secs => :window_seconds)
+  AND e.type IN ('deferred', 'started', 'deferred_for_retry', 'succeeded', 'failed',
+                 'cancelled', 'aborted', 'retried')
+  AND j.task_name NOT LIKE 'taskservice.%'
+ORDER BY e.id
+LIMIT :limit;
+
+-- name: ping
+-- The event listener's keep-alive: a half-open connection fails it.
+SELECT 1;

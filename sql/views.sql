@@ -27,7 +27,10 @@ SELECT
     r.result,
     r.error,
     -- Procrastinate's own status: filtering on it lets the planner use its index.
-    j.status AS procrastinate_status
+    j.status AS procrastinate_status,
+    r.progress,
+    r.batch_id,
+    r.callback
 FROM public.procrastinate_jobs AS j
 JOIN taskservice.status_names AS s ON s.procrastinate_status = j.status
 LEFT JOIN taskservice.task_records AS r ON r.job_id = j.id;

@@ -9,12 +9,13 @@ from fastapi import FastAPI
 
 from taskservice.api.errors import install_error_handlers
 from taskservice.api.request_metrics import observe_requests
-from taskservice.api.routes import health, queues, schedules, tasks
+from taskservice.api.routes import batches, events, health, queues, schedules, tasks
 from taskservice.metrics import Metrics
 from taskservice.registry import TaskRegistry, load_registry
 from taskservice.services.schedules import code_schedules, sync_code_schedules
 from taskservice.settings import Settings
 from taskservice.store import asyncpg_driver as db
+from taskservice.store.listener import EventListener
 from taskservice.store.migrate import migrate
 
 
@@ -33,7 +34,10 @@ def create_app(
         if settings.migrate_on_start:
             await migrate(database_url)
         pool = await db.create_pool(database_url, max_size=settings.api_pool_size)
+        listener = EventListener(database_url)
         try:
+            await listener.start()
+            app.state.listener = listener
             app.state.pool = pool
             app.state.registry = task_registry
             app.state.settings = settings
@@ -41,6 +45,7 @@ def create_app(
             await sync_code_schedules(pool=pool, schedules=code_schedules(settings, task_registry))
             yield
         finally:
+            await listener.stop()
             await pool.close()
 
     app = FastAPI(
@@ -50,6 +55,6 @@ def create_app(
     )
     install_error_handlers(app)
     observe_requests(app, app_metrics)
-    for routes in (tasks, queues, schedules, health):
+    for routes in (batches, tasks, events, queues, schedules, health):
         app.include_router(routes.router)
     return app

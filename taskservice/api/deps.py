@@ -10,11 +10,17 @@ from taskservice.metrics import Metrics
 from taskservice.registry import TaskRegistry
 from taskservice.settings import Settings
 from taskservice.store import asyncpg_driver as db
+from taskservice.store.listener import EventListener
 
 
 def _pool(request: Request) -> db.Pool:
     pool: db.Pool = request.app.state.pool
     return pool
+
+
+def _listener(request: Request) -> EventListener:
+    listener: EventListener = request.app.state.listener
+    return listener
 
 
 def _registry(request: Request) -> TaskRegistry:
@@ -32,6 +38,7 @@ def _metrics(request: Request) -> Metrics:
     return metrics
 
 
+ListenerDep = Annotated[EventListener, Depends(_listener)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
 PoolDep = Annotated[db.Pool, Depends(_pool)]
 RegistryDep = Annotated[TaskRegistry, Depends(_registry)]

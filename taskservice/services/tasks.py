@@ -26,6 +26,7 @@ from taskservice.models.tasks import (
     TasksPublic,
 )
 from taskservice.registry import DEFAULT_QUEUE, TaskRegistry, TaskType
+from taskservice.services.callbacks import CallbackRules
 from taskservice.store import asyncpg_driver as db
 
 _QUEUEING_LOCK_INDEX = "procrastinate_jobs_queueing_lock_idx_v1"
@@ -97,6 +98,19 @@ def request_hash(request: TaskCreate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+async def job_args(
+    registry: TaskRegistry, request: TaskCreate, callbacks: CallbackRules | None = None
+) -> dict[str, Any]:
+    """A submission's job args (params and options), or a 422 naming what is wrong."""
+    task = task_type_named(registry, request.type)
+    check_params(task, request.params)
+    options = _options(task, request)
+    if request.callback_url is not None:
+        await (callbacks or CallbackRules()).check(request.callback_url)
+        options["callback_url"] = request.callback_url
+    return {**request.params, OPTIONS_KEY: options}
+
+
 async def submit_task(
     *,
     pool: db.Pool,
@@ -104,15 +118,14 @@ async def submit_task(
     request: TaskCreate,
     idempotency_key: str | None = None,
     idempotency_retention_seconds: float = 86_400.0,
+    callbacks: CallbackRules | None = None,
 ) -> tuple[TaskPublic, bool]:
     """Validate a submission and queue it; return the task and whether it is new.
 
     With an `idempotency_key` already used for the same request within the
     retention window, the first task comes back instead (new = False). The key
     and the job are written in one transaction: a crash keeps both or neither."""
-    task = task_type_named(registry, request.type)
-    check_params(task, request.params)
-    args = {**request.params, OPTIONS_KEY: _options(task, request)}
+    args = await job_args(registry, request, callbacks)
     fingerprint = request_hash(request)
     earlier: int | None = None
     try:
@@ -214,6 +227,8 @@ async def retry_task(*, pool: db.Pool, task_id: int) -> TaskPublic:
 
 async def list_tasks(*, pool: db.Pool, filters: TaskFilters) -> TasksPublic:
     """One page of tasks, newest first, by keyset on id."""
+    if filters.batch_id is not None:
+        return await _list_batch_tasks(pool, filters)
     rows = await db.fetch(
         pool,
         "list_tasks",
@@ -222,6 +237,23 @@ async def list_tasks(*, pool: db.Pool, filters: TaskFilters) -> TasksPublic:
         queue=filters.queue,
         created_after=filters.created_after,
         created_before=filters.created_before,
+        before_id=int(filters.cursor) if filters.cursor else None,
+        limit=filters.limit + 1,
+    )
+    items = [TaskPublic.model_validate(dict(row)) for row in rows[: filters.limit]]
+    next_cursor = str(items[-1].id) if len(rows) > filters.limit else None
+    return TasksPublic(items=items, next_cursor=next_cursor)
+
+
+async def _list_batch_tasks(pool: db.Pool, filters: TaskFilters) -> TasksPublic:
+    """A batch's tasks (by its index), with the status, type and queue filters."""
+    rows = await db.fetch(
+        pool,
+        "list_batch_tasks",
+        batch_id=filters.batch_id,
+        status=filters.status.value if filters.status else None,
+        type=filters.type,
+        queue=filters.queue,
         before_id=int(filters.cursor) if filters.cursor else None,
         limit=filters.limit + 1,
     )

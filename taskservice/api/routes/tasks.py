@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
 
-from taskservice.api.deps import MetricsDep, PoolDep, RegistryDep, SettingsDep
+from taskservice.api.deps import ListenerDep, MetricsDep, PoolDep, RegistryDep, SettingsDep
 from taskservice.models.tasks import (
     PG_BIGINT_MAX,
     TaskCreate,
@@ -15,7 +15,10 @@ from taskservice.models.tasks import (
     TasksPublic,
     TaskStatus,
 )
+from taskservice.services import events
 from taskservice.services import tasks as service
+from taskservice.services.callbacks import CallbackRules
+from taskservice.services.events import MAX_WAIT_SECONDS
 
 router = APIRouter()
 
@@ -53,6 +56,7 @@ async def submit(
         request=body,
         idempotency_key=idempotency_key,
         idempotency_retention_seconds=settings.idempotency_retention_seconds,
+        callbacks=CallbackRules.from_settings(settings),
     )
     response.headers["Location"] = f"/tasks/{task.id}"
     if created:
@@ -70,8 +74,25 @@ async def list_tasks(filters: Annotated[TaskFilters, Query()], pool: PoolDep) ->
 
 
 @router.get("/tasks/{task_id}", response_model=TaskPublic, responses={404: {}})
-async def get_task(task_id: TaskId, pool: PoolDep) -> TaskPublic:
-    """One task with its status, result, error and every attempt."""
+async def get_task(
+    task_id: TaskId,
+    pool: PoolDep,
+    listener: ListenerDep,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=MAX_WAIT_SECONDS,
+            description="Answer once the task ends, or after this many seconds (0-60).",
+        ),
+    ] = 0,
+) -> TaskPublic:
+    """One task with its status, result, error and every attempt; with `wait`,
+    as soon as it reaches a final status (or as it is when the wait runs out)."""
+    if wait > 0:
+        return await events.wait_for_task(
+            pool=pool, listener=listener, task_id=task_id, seconds=wait
+        )
     return await service.get_task(pool=pool, task_id=task_id, with_history=True)
 
 
