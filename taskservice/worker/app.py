@@ -8,6 +8,7 @@ from taskservice.metrics import Metrics
 from taskservice.registry import DEFAULT_QUEUE, TaskRegistry
 from taskservice.services.schedules import code_schedules
 from taskservice.settings import Settings
+from taskservice.worker.callbacks import register_callbacks
 from taskservice.worker.dispatcher import register_dispatcher
 from taskservice.worker.invoke import make_runner
 from taskservice.worker.middleware import outcome_recorder
@@ -60,4 +61,5 @@ def build_queue_app(
         stalled_after_seconds=settings.stalled_after_seconds,
     )
     register_dispatcher(app, registry, code_schedules(settings, registry))
+    register_callbacks(app, settings)
     return app
