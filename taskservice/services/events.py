@@ -164,10 +164,12 @@ async def all_tasks_stream(
     last_event_id: int | None,
     resume_window_seconds: float,
 ) -> AsyncIterator[StreamEvent]:
-    """Every task's changes as they happen. With `last_event_id`, the status
-    changes after it (within the resume window) come first; after a listener
+    """`open` once subscribed, then every task's changes as they happen. With
+    `last_event_id`, the status changes after it (within the resume window) come first; after a listener
     reconnect, those it missed are read back the same way."""
     with listener.subscribe(everything=True) as sub:
+        # Subscribed: from here on nothing is missed, and the client knows it.
+        yield StreamEvent("open", {"last_event_id": last_event_id})
         last_id = last_event_id
         replay = last_id is not None
         replayed: set[int] = set()

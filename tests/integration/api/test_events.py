@@ -106,7 +106,7 @@ async def test_waiters_survive_a_lost_listener_connection(
     task = await submit(client, type="echo", params={"value": 1}, delay_seconds=600)
     listener = _listener(client)
     waiter = asyncio.create_task(client.get(f"/tasks/{task['id']}", params={"wait": 30}))
-    while listener.subscriptions < 1:
+    while listener.subscriptions < 1:  # noqa: ASYNC110 - the listener has no event for this
         await asyncio.sleep(0.02)
     conn = await asyncpg.connect(database_url)
     try:  # only this test database's own listener backend
@@ -137,18 +137,20 @@ async def test_task_stream_shows_each_status_with_progress_in_between(
     async with serving(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
         task = await submit(http, type="sleep", params={"seconds": 2}, delay_seconds=1)
         seen: list[tuple[str, Any]] = []
-        async with running_worker(settings, registry):
-            async with http.stream("GET", f"/tasks/{task['id']}/events") as response:
-                assert response.status_code == 200
-                assert response.headers["content-type"].startswith("text/event-stream")
-                async for event in read_events(response):
-                    if event.event == "progress":
-                        seen.append(("progress", event.data["progress"]["fraction"]))
-                    elif event.event == "status":
-                        seen.append(("status", event.data["status"]))
-                        assert event.id is not None
-                    else:
-                        seen.append((event.event, event.data["status"]))
+        async with (
+            running_worker(settings, registry),
+            http.stream("GET", f"/tasks/{task['id']}/events") as response,
+        ):
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            async for event in read_events(response):
+                if event.event == "progress":
+                    seen.append(("progress", event.data["progress"]["fraction"]))
+                elif event.event == "status":
+                    seen.append(("status", event.data["status"]))
+                    assert event.id is not None
+                else:
+                    seen.append((event.event, event.data["status"]))
     kinds = [kind for kind, _ in seen]
     assert seen[0] == ("task", "pending")
     statuses = [value for kind, value in seen if kind == "status"]
@@ -158,7 +160,8 @@ async def test_task_stream_shows_each_status_with_progress_in_between(
     ended = seen.index(("status", "completed"))
     fractions = [value for kind, value in seen[started:ended] if kind == "progress"]
     assert len(fractions) >= 2, seen
-    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert fractions == sorted(fractions)
+    assert fractions[-1] == 1.0
     assert "progress" not in kinds[:started]
 
 
@@ -166,31 +169,39 @@ async def test_events_stream_filters_and_resumes_after_last_event_id(
     settings: Settings, registry: TaskRegistry
 ) -> None:
     app = create_app(settings, registry=registry)
-    async with serving(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
-        async with running_worker(settings, registry):
-            seen: list[tuple[str | None, int, str]] = []
-            async with http.stream("GET", "/events", params={"type": "echo"}) as response:
-                first = await submit(http, type="echo", params={"value": 1})
-                await submit(http, type="sleep", params={"seconds": 0})  # filtered out
-                async for event in read_events(response):
-                    assert event.data["type"] == "echo"
-                    seen.append((event.id, event.data["id"], event.data["status"]))
-                    if event.data["status"] == "completed":
-                        break
-            assert [(i, s) for _, i, s in seen] == [
-                (first["id"], "pending"),
-                (first["id"], "in_progress"),
-                (first["id"], "completed"),
-            ]
-            # Reconnect after the first event: the two after it are replayed.
-            resume_from = seen[0][0]
-            assert resume_from is not None
-            replayed: list[tuple[str | None, str]] = []
-            async with http.stream(
-                "GET", "/events", params={"type": "echo"}, headers={"Last-Event-ID": resume_from}
-            ) as response:
-                async for event in read_events(response):
-                    replayed.append((event.id, event.data["status"]))
-                    if event.data["status"] == "completed":
-                        break
-            assert replayed == [(i, s) for i, _, s in seen[1:]]
+    async with (
+        serving(app) as base,
+        httpx.AsyncClient(base_url=base, timeout=30) as http,
+        running_worker(settings, registry),
+    ):
+        seen: list[tuple[str | None, int, str]] = []
+        async with http.stream("GET", "/events", params={"type": "echo"}) as response:
+            events = read_events(response)
+            opened = await anext(events)
+            assert (opened.event, opened.data) == ("open", {"last_event_id": None})
+            first = await submit(http, type="echo", params={"value": 1})
+            await submit(http, type="sleep", params={"seconds": 0})  # filtered out
+            async for event in events:
+                assert event.data["type"] == "echo"
+                seen.append((event.id, event.data["id"], event.data["status"]))
+                if event.data["status"] == "completed":
+                    break
+        assert [(i, s) for _, i, s in seen] == [
+            (first["id"], "pending"),
+            (first["id"], "in_progress"),
+            (first["id"], "completed"),
+        ]
+        # Reconnect after the first event: the two after it are replayed.
+        resume_from = seen[0][0]
+        assert resume_from is not None
+        replayed: list[tuple[str | None, str]] = []
+        async with http.stream(
+            "GET", "/events", params={"type": "echo"}, headers={"Last-Event-ID": resume_from}
+        ) as response:
+            async for event in read_events(response):
+                if event.event == "open":
+                    continue
+                replayed.append((event.id, event.data["status"]))
+                if event.data["status"] == "completed":
+                    break
+        assert replayed == [(i, s) for i, _, s in seen[1:]]
