@@ -165,8 +165,9 @@ async def all_tasks_stream(
     resume_window_seconds: float,
 ) -> AsyncIterator[StreamEvent]:
     """`open` once subscribed, then every task's changes as they happen. With
-    `last_event_id`, the status changes after it (within the resume window) come first; after a listener
-    reconnect, those it missed are read back the same way."""
+    `last_event_id`, the status changes after it (within the resume window)
+    come first; after a listener reconnect, those it missed are read back the
+    same way."""
     with listener.subscribe(everything=True) as sub:
         # Subscribed: from here on nothing is missed, and the client knows it.
         yield StreamEvent("open", {"last_event_id": last_event_id})
