@@ -148,10 +148,10 @@ WHERE last_heartbeat > now() - make_interval(secs => :within_seconds);
 -- name: insert_schedule
 INSERT INTO taskservice.schedules
     (name, source, type, params, cron, interval_seconds, timezone, priority, queue,
-     enabled, catch_up, next_run_at)
+     enabled, catch_up, next_run_at, callback_url)
 VALUES
     (:name, 'api', :type, CAST(:params AS jsonb), :cron, :interval_seconds, :timezone,
-     :priority, :queue, :enabled, :catch_up, :next_run_at)
+     :priority, :queue, :enabled, :catch_up, :next_run_at, :callback_url)
 RETURNING id;
 
 -- name: sync_code_schedule
@@ -179,7 +179,8 @@ RETURNING id;
 UPDATE taskservice.schedules
 SET params = CAST(:params AS jsonb), cron = :cron, interval_seconds = :interval_seconds,
     timezone = :timezone, priority = :priority, queue = :queue, enabled = :enabled,
-    catch_up = :catch_up, next_run_at = :next_run_at, updated_at = now()
+    catch_up = :catch_up, next_run_at = :next_run_at, callback_url = :callback_url,
+    updated_at = now()
 WHERE id = :schedule_id
 RETURNING id;
 

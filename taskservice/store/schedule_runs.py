@@ -10,11 +10,19 @@ from taskservice.job_options import OPTIONS_KEY, options_for
 from taskservice.registry import PeriodicSchedule, TaskRegistry
 
 
-def job_args(registry: TaskRegistry, type_name: str, params: dict[str, Any]) -> dict[str, Any]:
-    """A scheduled run's job args: its params and the type's default options."""
+def job_args(
+    registry: TaskRegistry,
+    type_name: str,
+    params: dict[str, Any],
+    callback_url: str | None = None,
+) -> dict[str, Any]:
+    """A scheduled run's job args: its params and the type's default options
+    (and the schedule's callback, checked when the schedule was saved)."""
     task = registry.get(type_name)
     # A type gone from the code: the worker will fail the run as TaskNotFound.
     options = options_for(task) if task is not None else {}
+    if callback_url is not None:
+        options["callback_url"] = callback_url
     return {**params, OPTIONS_KEY: options}
 
 
@@ -39,7 +47,7 @@ async def defer_run(
         type=schedule["type"],
         priority=schedule["priority"],
         unique_key=None,
-        args=job_args(registry, schedule["type"], schedule["params"]),
+        args=job_args(registry, schedule["type"], schedule["params"], schedule.get("callback_url")),
         run_at=None,
         delay_seconds=None,
     )

@@ -199,3 +199,45 @@ async def test_callback_urls_are_checked_at_submission(
         )
         assert response.status_code == 422
         assert "TASKSERVICE_CALLBACK_SECRET" in response.json()["detail"][0]["msg"]
+
+
+async def test_a_schedule_gives_its_callback_to_every_run(
+    hook_settings: Settings, registry: TaskRegistry
+) -> None:
+    async with api(hook_settings, registry) as client:
+        refused = await client.post(
+            "/scheduler/jobs",
+            json={
+                "name": "bad",
+                "type": "echo",
+                "params": {"value": 1},
+                "interval_seconds": 60,
+                "callback_url": "http://example.org/",
+            },
+        )
+        assert refused.status_code == 422
+        assert refused.json()["detail"][0]["loc"] == ["body", "callback_url"]
+        with receiver() as hook:
+            created = await client.post(
+                "/scheduler/jobs",
+                json={
+                    "name": "hooked",
+                    "type": "echo",
+                    "params": {"value": "tick"},
+                    "interval_seconds": 3600,
+                    "callback_url": hook.url,
+                },
+            )
+            assert created.status_code == 201, created.text
+            assert created.json()["callback_url"] == hook.url
+            schedule_id = created.json()["id"]
+            run = await client.post(f"/scheduler/jobs/{schedule_id}/run")
+            assert run.status_code in (200, 201, 202), run.text
+            async with running_worker(hook_settings, registry):
+                deadline = time.monotonic() + 20
+                while not hook.received:
+                    assert time.monotonic() < deadline, "no webhook from the scheduled run"
+                    await asyncio.sleep(0.1)
+    headers, body = hook.received[0]
+    assert verify(SECRET, body, headers[SIGNATURE_HEADER])
+    assert json.loads(body)["result"] == "tick"
