@@ -8,12 +8,18 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
-from taskservice.registry import TaskRegistry
+from taskservice.registry import TaskRegistry, load_registry
 from taskservice.settings import Settings
 from taskservice.worker.progress import MIN_INTERVAL_SECONDS
 from tests.conftest import running_worker
 from tests.helpers import submit, wait_for_status
+
+
+@pytest.fixture
+def registry() -> TaskRegistry:
+    return load_registry(["tests.task_types", "tests.progress_task_types"])
 
 
 async def test_sleep_reports_progress_while_it_runs(
