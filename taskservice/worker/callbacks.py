@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import httpx
 import procrastinate
 from procrastinate import JobContext
 
@@ -84,6 +83,10 @@ def register_callbacks(app: procrastinate.App, settings: Settings) -> None:
     async def deliver_callback(
         context: JobContext, task_id: int | None = None, batch_id: int | None = None
     ) -> dict[str, Any]:
+        # Imported here: importing httpx pulls in rich and pygments when they are
+        # installed (its CLI), which the image does not ship (tests/unit/test_deploy.py).
+        import httpx
+
         connector = context.app.connector
         attempt = context.job.attempts + 1
         url, body, event = await _payload(connector, task_id, batch_id)
