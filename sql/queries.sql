@@ -492,3 +492,18 @@ LIMIT :limit;
 -- name: ping
 -- The event listener's keep-alive: a half-open connection fails it.
 SELECT 1;
+
+-- name: prune_batches
+-- Batches whose tasks are all gone (pruned with the retention) and that are
+-- older than it.
+WITH gone AS (
+    DELETE FROM taskservice.batches
+    WHERE id IN (
+        SELECT b.id FROM taskservice.batches AS b
+        WHERE b.created_at < now() - make_interval(secs => :older_than_seconds)
+          AND NOT EXISTS (SELECT 1 FROM taskservice.task_records AS r WHERE r.batch_id = b.id)
+        LIMIT :batch_size
+    )
+    RETURNING 1
+)
+SELECT count(*) AS deleted FROM gone;

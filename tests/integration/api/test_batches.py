@@ -104,3 +104,35 @@ async def test_waiting_for_a_batch_answers_when_its_last_task_ends(
         await client.get("/tasks", params={"batch_id": created["batch_id"], "status": "failed"})
     ).json()
     assert [task["type"] for task in failed["items"]] == ["fail"]
+
+
+async def test_cleanup_prunes_batches_left_without_tasks(
+    client: httpx.AsyncClient, settings: Settings, registry: TaskRegistry, database_url: str
+) -> None:
+    one = {"tasks": [{"type": "echo", "params": {"value": 1}}]}
+    old = (await client.post("/tasks/batch", json=one)).json()
+    recent = (await client.post("/tasks/batch", json=one)).json()
+    async with running_worker(settings, registry):
+        for batch in (old, recent):
+            await client.get(f"/batches/{batch['batch_id']}", params={"wait": 30})
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute(
+                "UPDATE taskservice.task_records SET finished_at = now() - interval '8 days' "
+                "WHERE batch_id = $1",
+                old["batch_id"],
+            )
+            await conn.execute(
+                "UPDATE taskservice.batches SET created_at = now() - interval '8 days' "
+                "WHERE id = $1",
+                old["batch_id"],
+            )
+        finally:
+            await conn.close()
+        schedules = (await client.get("/scheduler/jobs")).json()["schedules"]
+        [cleanup] = [s for s in schedules if s["name"] == "taskservice.cleanup"]
+        run = (await client.post(f"/scheduler/jobs/{cleanup['id']}/run")).json()
+        done = (await client.get(f"/tasks/{run['id']}", params={"wait": 30})).json()
+    assert done["result"]["deleted_batches"] == 1
+    assert (await client.get(f"/batches/{old['batch_id']}")).status_code == 404
+    assert (await client.get(f"/batches/{recent['batch_id']}")).status_code == 200

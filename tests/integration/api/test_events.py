@@ -205,3 +205,22 @@ async def test_events_stream_filters_and_resumes_after_last_event_id(
                 if event.data["status"] == "completed":
                     break
         assert replayed == [(i, s) for i, _, s in seen[1:]]
+
+
+async def test_the_stream_of_an_unknown_task_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/tasks/999999/events")
+    assert response.status_code == 404
+    assert response.json()["detail"][0]["loc"] == ["path", "task_id"]
+
+
+async def test_the_stream_of_a_finished_task_is_its_final_state(
+    client: httpx.AsyncClient,
+) -> None:
+    task = await submit(client, type="echo", params={"value": 1}, delay_seconds=600)
+    await client.delete(f"/tasks/{task['id']}")
+    response = await client.get(f"/tasks/{task['id']}/events")  # ends by itself
+    assert response.headers["content-type"].startswith("text/event-stream")
+    blocks = [b for b in response.text.split("\n\n") if b]
+    assert len(blocks) == 2
+    assert all(b.startswith("event: task\n") for b in blocks)
+    assert '"status":"cancelled"' in blocks[-1]
