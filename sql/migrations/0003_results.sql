@@ -41,8 +41,7 @@ BEGIN
         'event_id', (SELECT max(e.id) FROM public.procrastinate_events AS e WHERE e.job_id = j.id)
     )::text)
     FROM new_jobs AS j
-    JOIN taskservice.status_names AS s ON s.procrastinate_status = j.status
-    WHERE j.task_name NOT LIKE 'taskservice.%';
+    JOIN taskservice.status_names AS s ON s.procrastinate_status = j.status;
     RETURN NULL;
 END;
 $$;
@@ -86,10 +85,6 @@ BEGIN
         ON CONFLICT (job_id, attempt) DO UPDATE
         SET started_at = now(), finished_at = NULL, outcome = NULL, error = NULL,
             worker_id = EXCLUDED.worker_id;
-    END IF;
-
-    IF NEW.task_name LIKE 'taskservice.%' THEN
-        RETURN NULL;  -- the service's own jobs: no events, no callbacks
     END IF;
 
     IF is_final AND NEW.args -> '_options' ->> 'callback_url' IS NOT NULL THEN

@@ -16,6 +16,7 @@ from typing import Any
 
 from taskservice.models.batches import BatchPublic
 from taskservice.models.tasks import TaskPublic, TaskStatus
+from taskservice.registry import RESERVED_PREFIX
 from taskservice.services.batches import get_batch
 from taskservice.services.tasks import get_task
 from taskservice.store import asyncpg_driver as db
@@ -138,6 +139,8 @@ class EventFilter:
     statuses: frozenset[str] = frozenset()
 
     def matches(self, event: dict[str, Any]) -> bool:
+        if str(event.get("type", "")).startswith(RESERVED_PREFIX):
+            return False  # the service's own jobs, as in GET /tasks
         if self.types and event.get("type") not in self.types:
             return False
         if self.queues and event.get("queue") not in self.queues:
