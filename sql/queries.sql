@@ -37,7 +37,9 @@ SELECT request_hash, job_id FROM taskservice.idempotency_keys WHERE key = :key;
 UPDATE taskservice.idempotency_keys SET job_id = :job_id WHERE key = :key;
 
 -- name: get_task
-SELECT * FROM taskservice.tasks WHERE id = :task_id;
+-- :owner limits it to one key's tasks (NULL: any task).
+SELECT * FROM taskservice.tasks
+WHERE id = :task_id AND (CAST(:owner AS bigint) IS NULL OR owner_key_id = :owner);
 
 -- name: get_task_attempts
 SELECT attempt, started_at, finished_at,
@@ -96,6 +98,7 @@ WHERE (
   AND (CAST(:created_after AS timestamptz) IS NULL OR t.created_at >= :created_after)
   AND (CAST(:created_before AS timestamptz) IS NULL OR t.created_at < :created_before)
   AND (CAST(:before_id AS bigint) IS NULL OR t.id < :before_id)
+  AND (CAST(:owner AS bigint) IS NULL OR t.owner_key_id = :owner)
 ORDER BY t.id DESC
 LIMIT :limit;
 
@@ -103,39 +106,66 @@ LIMIT :limit;
 -- Procrastinate's own cancel: todo -> cancelled; doing -> abort requested.
 SELECT procrastinate_cancel_job_v1(:task_id, true, false) AS id;
 
--- name: record_task_success
--- Returns how long the run waited to start, from when it was due.
+-- name: end_run
+-- Ends a run, if it still holds its job: `doing` with the attempts it was
+-- fetched with (every ended run adds one, so a run that was rescued meanwhile,
+-- or fetched again, no longer matches and its late end changes nothing).
+-- :uncharged and :lost (0 or 1) count runs stopped by a stopped or lost worker
+-- in the job's options: they are not charged to max_attempts, and lost ones
+-- are capped. A run to retry whose task was asked to stop ends `aborted`.
+UPDATE procrastinate_jobs
+SET status = CASE
+        WHEN abort_requested AND CAST(:status AS text) = 'todo'
+        THEN CAST('aborted' AS procrastinate_job_status)
+        ELSE CAST(:status AS procrastinate_job_status)
+    END,
+    attempts = attempts + 1,
+    scheduled_at = coalesce(CAST(:retry_at AS timestamptz), scheduled_at),
+    abort_requested = false,
+    args = CASE WHEN CAST(:uncharged AS int) + CAST(:lost AS int) = 0 THEN args
+        ELSE args || jsonb_build_object('_options',
+            coalesce(args -> '_options', '{}'::jsonb) || jsonb_build_object(
+                'uncharged_runs',
+                coalesce(CAST(args #>> '{_options,uncharged_runs}' AS int), 0)
+                    + CAST(:uncharged AS int),
+                'lost_runs',
+                coalesce(CAST(args #>> '{_options,lost_runs}' AS int), 0) + CAST(:lost AS int)))
+    END
+WHERE id = :job_id AND status = 'doing' AND attempts = :attempts
+RETURNING id;
+
+-- name: record_run_outcome
+-- The result or error of run :run (closed by the status trigger in the same
+-- transaction), and of the task. Returns how long the run waited to start,
+-- from when it was due.
+WITH attempt AS (
+    UPDATE taskservice.task_attempts
+    SET error = CAST(:error AS jsonb)
+    WHERE job_id = :job_id AND attempt = :run
+)
 UPDATE taskservice.task_records AS r
-SET result = CAST(:result AS jsonb), error = NULL
+SET result = CAST(:result AS jsonb), error = CAST(:error AS jsonb)
 FROM procrastinate_jobs AS j
 WHERE r.job_id = :job_id AND j.id = r.job_id
 RETURNING EXTRACT(EPOCH FROM r.started_at - greatest(r.created_at, j.scheduled_at))::float8
     AS start_latency;
 
--- name: record_task_failure
--- The error of the job's latest run (still open when a worker reports it;
--- closed already when the rescue reports a lost one), and of the task.
-WITH attempt AS (
-    UPDATE taskservice.task_attempts
-    SET error = CAST(:error AS jsonb)
-    WHERE job_id = :job_id
-      AND attempt = (SELECT max(a.attempt) FROM taskservice.task_attempts AS a
-                     WHERE a.job_id = :job_id)
-)
-UPDATE taskservice.task_records AS r
-SET result = NULL, error = CAST(:error AS jsonb)
-FROM procrastinate_jobs AS j
-WHERE r.job_id = :job_id AND j.id = r.job_id
-RETURNING EXTRACT(EPOCH FROM r.started_at - greatest(r.created_at, j.scheduled_at))::float8
-    AS start_latency;
+-- name: worker_heartbeat
+SELECT procrastinate_update_heartbeat_v1(:worker_id);
 
 -- name: prune_internal_jobs
 -- The service's own periodic jobs run every few seconds: keep only the newest
 -- finished one of each.
+-- Rows another session holds (a worker frozen mid-transaction) are skipped,
+-- not waited for: the rescue must never queue behind the worker it rescues.
 DELETE FROM procrastinate_jobs
-WHERE task_name = :task_name
-  AND id < :before_id
-  AND status IN ('succeeded', 'failed', 'aborted', 'cancelled');
+WHERE id IN (
+    SELECT id FROM procrastinate_jobs
+    WHERE task_name = :task_name
+      AND id < :before_id
+      AND status IN ('succeeded', 'failed', 'aborted', 'cancelled')
+    FOR UPDATE SKIP LOCKED
+);
 
 -- name: applied_migrations
 SELECT name FROM taskservice.schema_migrations ORDER BY name;
@@ -148,10 +178,10 @@ WHERE last_heartbeat > now() - make_interval(secs => :within_seconds);
 -- name: insert_schedule
 INSERT INTO taskservice.schedules
     (name, source, type, params, cron, interval_seconds, timezone, priority, queue,
-     enabled, catch_up, next_run_at, callback_url)
+     enabled, catch_up, next_run_at, owner_key_id, callback_url)
 VALUES
     (:name, 'api', :type, CAST(:params AS jsonb), :cron, :interval_seconds, :timezone,
-     :priority, :queue, :enabled, :catch_up, :next_run_at, :callback_url)
+     :priority, :queue, :enabled, :catch_up, :next_run_at, :owner, :callback_url)
 RETURNING id;
 
 -- name: sync_code_schedule
@@ -226,6 +256,7 @@ ORDER BY s.name;
 SELECT t.*
 FROM taskservice.tasks AS t
 WHERE t.status = 'pending' AND t.scheduled_at > now() AND NOT t.internal
+  AND (CAST(:owner AS bigint) IS NULL OR t.owner_key_id = :owner)
   AND NOT EXISTS (SELECT 1 FROM taskservice.schedule_runs AS r WHERE r.job_id = t.id)
 ORDER BY t.scheduled_at
 LIMIT :limit;
@@ -349,6 +380,28 @@ CREATE TABLE IF NOT EXISTS taskservice.schema_migrations (
 -- name: record_migration
 INSERT INTO taskservice.schema_migrations (name) VALUES (:name);
 
+-- name: set_lock_timeout
+-- For this migrate session: a DDL statement waits this long (ms) for its lock,
+-- then fails and is retried, instead of queueing every read behind it.
+SELECT set_config('lock_timeout', :value, false);
+
+-- name: oldest_open_transactions
+-- Who most likely holds the lock a migration step could not take.
+SELECT pid, state, EXTRACT(EPOCH FROM now() - xact_start)::float8 AS seconds,
+       left(query, 200) AS query
+FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL
+ORDER BY xact_start
+LIMIT 5;
+
+-- name: missing_procrastinate_objects
+-- Which of the functions, tables and types Procrastinate's queries use are absent.
+SELECT name
+FROM unnest(:names::text[]) AS name
+WHERE NOT EXISTS (SELECT FROM pg_proc WHERE proname = name)
+    AND to_regtype(name) IS NULL
+ORDER BY name;
+
 -- name: procrastinate_installed
 -- An existing Procrastinate install is adopted as it is.
 SELECT to_regclass('public.procrastinate_jobs') IS NOT NULL;
@@ -359,6 +412,35 @@ SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'taskservice');
 -- name: create_embedded_database
 CREATE DATABASE taskservice;
 
+-- API keys: see taskservice.api_keys in schema.sql.
+
+-- name: create_api_key
+INSERT INTO taskservice.api_keys (name, prefix, secret_hash, scopes)
+VALUES (:name, :prefix, :secret_hash, :scopes)
+RETURNING name, prefix, scopes, created_at, last_used_at, revoked_at;
+
+-- name: find_api_key
+-- The caller compares secret_hash in constant time.
+SELECT id, name, secret_hash, scopes, last_used_at
+FROM taskservice.api_keys
+WHERE prefix = :prefix AND revoked_at IS NULL;
+
+-- name: touch_api_key
+UPDATE taskservice.api_keys SET last_used_at = now() WHERE id = :key_id;
+
+-- name: list_api_keys
+SELECT name, prefix, scopes, created_at, last_used_at, revoked_at
+FROM taskservice.api_keys
+ORDER BY name;
+
+-- name: revoke_api_key
+UPDATE taskservice.api_keys SET revoked_at = coalesce(revoked_at, now())
+WHERE name = :name
+RETURNING name, prefix, scopes, created_at, last_used_at, revoked_at;
+
+-- name: any_api_keys
+-- Revoked keys count: revoking every key locks the service, it never opens it.
+SELECT EXISTS (SELECT 1 FROM taskservice.api_keys);
 -- Results without polling: batches, progress, completion webhooks, event replay.
 
 -- name: defer_tasks
@@ -384,8 +466,8 @@ SELECT procrastinate_defer_jobs_v1(ARRAY(
 )) AS ids;
 
 -- name: insert_batch
-INSERT INTO taskservice.batches (total, callback_url)
-VALUES (:total, :callback_url)
+INSERT INTO taskservice.batches (total, callback_url, owner_key_id)
+VALUES (:total, :callback_url, :owner)
 RETURNING id;
 
 -- name: get_batch
@@ -399,7 +481,7 @@ SELECT
     count(*) FILTER (WHERE t.status = 'cancelled') AS cancelled
 FROM taskservice.batches AS b
 LEFT JOIN taskservice.tasks AS t ON t.batch_id = b.id
-WHERE b.id = :batch_id
+WHERE b.id = :batch_id AND (CAST(:owner AS bigint) IS NULL OR b.owner_key_id = :owner)
 GROUP BY b.id;
 
 -- name: list_batch_tasks
@@ -407,6 +489,7 @@ GROUP BY b.id;
 SELECT t.*
 FROM taskservice.tasks AS t
 WHERE t.batch_id = :batch_id
+  AND (CAST(:owner AS bigint) IS NULL OR t.owner_key_id = :owner)
   AND (CAST(:status AS text) IS NULL OR t.status = :status)
   AND (CAST(:type AS text) IS NULL OR t.type = :type)
   AND (CAST(:queue AS text) IS NULL OR t.queue = :queue)
@@ -425,11 +508,11 @@ WITH updated AS (
     )
     FROM procrastinate_jobs AS j
     WHERE r.job_id = :job_id AND j.id = r.job_id
-    RETURNING r.job_id, r.batch_id, r.progress, j.queue_name, j.task_name
+    RETURNING r.job_id, r.batch_id, r.owner_key_id, r.progress, j.queue_name, j.task_name
 )
 SELECT pg_notify('taskservice_events', json_build_object(
     'kind', 'progress', 'id', u.job_id, 'status', 'in_progress', 'queue', u.queue_name,
-    'type', u.task_name, 'batch_id', u.batch_id, 'progress', u.progress
+    'type', u.task_name, 'batch_id', u.batch_id, 'owner', u.owner_key_id, 'progress', u.progress
 )::text)
 FROM updated AS u;
 
@@ -477,7 +560,8 @@ SELECT
     END AS status,
     j.queue_name AS queue,
     j.task_name AS type,
-    r.batch_id
+    r.batch_id,
+    r.owner_key_id AS owner
 FROM procrastinate_events AS e
 JOIN procrastinate_jobs AS j ON j.id = e.job_id
 LEFT JOIN taskservice.task_records AS r ON r.job_id = e.job_id
@@ -486,6 +570,7 @@ WHERE e.id > :after_id
   AND e.type IN ('deferred', 'started', 'deferred_for_retry', 'succeeded', 'failed',
                  'cancelled', 'aborted', 'retried')
   AND j.task_name NOT LIKE 'taskservice.%'
+  AND (CAST(:owner AS bigint) IS NULL OR r.owner_key_id = :owner)
 ORDER BY e.id
 LIMIT :limit;
 

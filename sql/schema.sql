@@ -15,7 +15,9 @@ CREATE TABLE taskservice.batches (
     done_at      timestamptz,
     callback_url text,
     -- The completion webhook's {"status", "attempts", "last_error"}.
-    callback     jsonb
+    callback     jsonb,
+    -- The API key that submitted it (NULL: none); only it (or an admin) reads it.
+    owner_key_id bigint
 );
 
 -- What Procrastinate does not keep about a job: when it was created, started and
@@ -30,6 +32,10 @@ CREATE TABLE taskservice.task_records (
     finished_at timestamptz,
     result      jsonb,
     error       jsonb,
+    -- The key that submitted the task (NULL: no key, or from SQL or the
+    -- procrastinate CLI). No foreign key: it comes from the job's args, which
+    -- anything may write, and keys are never deleted anyway.
+    owner_key_id bigint,
     -- {"fraction", "message", "updated_at"} as the task last reported it.
     progress    jsonb,
     batch_id    bigint REFERENCES taskservice.batches (id) ON DELETE SET NULL,
@@ -42,19 +48,33 @@ CREATE INDEX task_records_batch_id_idx ON taskservice.task_records (batch_id)
 
 CREATE INDEX task_records_created_at_idx ON taskservice.task_records (created_at);
 
--- Statement-level, so a batch defer of N jobs costs one insert, not N. A job
--- carries its batch in its options; each new task is announced on the
--- service's channel (the API's waiters and streams listen there).
+-- A non-admin key lists its own tasks, newest first.
+CREATE INDEX task_records_owner_idx ON taskservice.task_records (owner_key_id, job_id)
+    WHERE owner_key_id IS NOT NULL;
+
+-- Statement-level, so a batch defer of N jobs costs one insert, not N. The
+-- owner and the batch ride in the job's args (`_options.owner`, `.batch_id`),
+-- so the record gets them in the statement that defers the job, with no extra
+-- round trip. Each new task is announced on the service's channel (the API's
+-- waiters and streams listen there).
 CREATE FUNCTION taskservice.record_new_jobs() RETURNS trigger
     LANGUAGE plpgsql
 AS $$
 BEGIN
-    INSERT INTO taskservice.task_records (job_id, batch_id)
-    SELECT id, CAST(args -> '_options' ->> 'batch_id' AS bigint) FROM new_jobs
+    INSERT INTO taskservice.task_records (job_id, owner_key_id, batch_id)
+    SELECT id,
+        CASE WHEN jsonb_typeof(args -> '_options' -> 'owner') = 'number'
+            THEN (args -> '_options' ->> 'owner')::bigint
+        END,
+        CAST(args -> '_options' ->> 'batch_id' AS bigint)
+    FROM new_jobs
     ON CONFLICT (job_id) DO NOTHING;
     PERFORM pg_notify('taskservice_events', json_build_object(
         'kind', 'status', 'id', j.id, 'status', s.status, 'queue', j.queue_name,
         'type', j.task_name, 'batch_id', CAST(j.args -> '_options' ->> 'batch_id' AS bigint),
+        'owner', CASE WHEN jsonb_typeof(j.args -> '_options' -> 'owner') = 'number'
+            THEN (j.args -> '_options' ->> 'owner')::bigint
+        END,
         'event_id', (SELECT max(e.id) FROM public.procrastinate_events AS e WHERE e.job_id = j.id)
     )::text)
     FROM new_jobs AS j
@@ -83,6 +103,7 @@ DECLARE
     is_final boolean := NEW.status IN ('succeeded', 'failed', 'cancelled', 'aborted');
     was_final boolean := OLD.status IN ('succeeded', 'failed', 'cancelled', 'aborted');
     task_batch bigint;
+    task_owner bigint;
     batch taskservice.batches;
 BEGIN
     UPDATE taskservice.task_records
@@ -93,7 +114,7 @@ BEGIN
             ELSE finished_at
         END
     WHERE job_id = NEW.id
-    RETURNING batch_id INTO task_batch;
+    RETURNING batch_id, owner_key_id INTO task_batch, task_owner;
 
     IF OLD.status = 'doing' THEN
         UPDATE taskservice.task_attempts
@@ -145,6 +166,7 @@ BEGIN
         'status', (SELECT s.status FROM taskservice.status_names AS s
                    WHERE s.procrastinate_status = NEW.status),
         'queue', NEW.queue_name, 'type', NEW.task_name, 'batch_id', task_batch,
+        'owner', task_owner,
         'event_id', (SELECT max(e.id) FROM public.procrastinate_events AS e WHERE e.job_id = NEW.id)
     )::text);
     RETURN NULL;
@@ -249,6 +271,8 @@ CREATE TABLE taskservice.schedules (
     last_run_at      timestamptz,
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now(),
+    -- The key that created it: its runs belong to that key.
+    owner_key_id     bigint,
     -- Given to every run's task: POSTed the task when it ends.
     callback_url     text,
     CHECK ((cron IS NULL) <> (interval_seconds IS NULL))
@@ -272,3 +296,19 @@ CREATE INDEX schedule_runs_deferred_at_idx ON taskservice.schedule_runs (deferre
 -- The clean-up finds finished tasks by age.
 CREATE INDEX task_records_finished_at_idx ON taskservice.task_records (finished_at)
     WHERE finished_at IS NOT NULL;
+
+-- API keys. A key is `tsk_<prefix>_<secret>`: the prefix tells keys apart in
+-- lists and logs and finds the row; only a SHA-256 of the whole key is kept
+-- (the secret is 256 random bits, so a slow hash would add nothing). Keys are
+-- revoked, never deleted, so the table never goes back to empty (which is what
+-- opens a loopback-only service to calls without a key).
+CREATE TABLE taskservice.api_keys (
+    id           bigserial PRIMARY KEY,
+    name         text NOT NULL UNIQUE,
+    prefix       text NOT NULL UNIQUE,
+    secret_hash  bytea NOT NULL,
+    scopes       text[] NOT NULL CHECK (scopes <@ ARRAY['read', 'submit', 'admin']),
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    last_used_at timestamptz,
+    revoked_at   timestamptz
+);

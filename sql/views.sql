@@ -14,7 +14,8 @@ SELECT
     j.priority,
     j.queue_name AS queue,
     j.queueing_lock AS unique_key,
-    j.attempts,
+    -- Runs charged to the task: those ended by a lost or stopped worker are not.
+    j.attempts - coalesce((j.args #>> '{_options,uncharged_runs}')::int, 0) AS attempts,
     (j.args -> '_options' ->> 'max_attempts')::int AS max_attempts,
     (j.args -> '_options' ->> 'timeout_seconds')::float8 AS timeout_seconds,
     j.abort_requested,
@@ -28,6 +29,8 @@ SELECT
     r.error,
     -- Procrastinate's own status: filtering on it lets the planner use its index.
     j.status AS procrastinate_status,
+    -- The API key that submitted it (taskservice.api_keys), if any.
+    r.owner_key_id,
     r.progress,
     r.batch_id,
     r.callback

@@ -105,3 +105,47 @@ class DatabaseError(TaskServiceError):
     def __init__(self, message: str, sqlstate: str | None) -> None:
         super().__init__(message)
         self.sqlstate = sqlstate
+
+
+class SchemaMismatch(TaskServiceError):
+    """The database's schema is not one `taskservice migrate` can bring up to date."""
+
+
+class MigrationLocked(TaskServiceError):
+    """A migration step could not take its lock in time: other sessions hold it."""
+
+    def __init__(self, step: str, open_transactions: list[dict[str, Any]]) -> None:
+        sessions = "; ".join(
+            f"pid {row['pid']} ({row['state']} for {row['seconds']:.0f} s: {row['query']})"
+            for row in open_transactions
+        )
+        super().__init__(
+            f"migrate: {step} could not take its lock: another session holds it, most "
+            f"likely a long query or an open transaction. Oldest open transactions: "
+            f"{sessions or 'none now'}. Nothing of this step was applied; run migrate "
+            "again once they end (or raise TASKSERVICE_MIGRATE_LOCK_WAIT_SECONDS)."
+        )
+        self.step = step
+        self.open_transactions = open_transactions
+
+
+class NotAuthenticated(TaskServiceError):
+    """No API key, or one that is malformed, unknown or revoked."""
+
+
+class MissingScope(TaskServiceError):
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"this API key lacks the {scope!r} scope")
+        self.scope = scope
+
+
+class ApiKeyNotFound(TaskServiceError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no API key named {name!r}")
+        self.name = name
+
+
+class ApiKeyNameTaken(TaskServiceError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"an API key named {name!r} exists already")
+        self.name = name

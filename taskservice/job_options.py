@@ -20,16 +20,32 @@ def job_options(job: Job) -> dict[str, Any]:
     return options if isinstance(options, dict) else {}
 
 
+def uncharged_runs(job: Job) -> int:
+    """Runs of `job` ended by a lost or stopped worker: not counted against max_attempts."""
+    runs = job_options(job).get("uncharged_runs", 0)
+    return runs if isinstance(runs, int) else 0
+
+
+def lost_runs(job: Job) -> int:
+    """Runs of `job` whose worker was lost (killed, stalled): capped by max_worker_losses."""
+    runs = job_options(job).get("lost_runs", 0)
+    return runs if isinstance(runs, int) else 0
+
+
 def options_for(
     task: TaskType,
     *,
     max_attempts: int | None = None,
     backoff_seconds: float | None = None,
     timeout_seconds: float | None = None,
+    owner: int | None = None,
 ) -> dict[str, Any]:
     """The settings a job of `task` carries under OPTIONS_KEY: the type's
-    defaults, replaced by what a submission asked for."""
+    defaults, replaced by what a submission asked for; and the id of the API key
+    it belongs to (copied into its record by the insert trigger)."""
     options: dict[str, Any] = {"max_attempts": max_attempts or task.retry.max_attempts}
+    if owner is not None:
+        options["owner"] = owner
     if backoff_seconds is not None:
         options["backoff_seconds"] = backoff_seconds
     timeout = timeout_seconds or task.timeout_seconds

@@ -19,6 +19,11 @@ RESERVED_PREFIX = "taskservice."
 # The queue of the service's own jobs. Every worker serves it besides the
 # queues it is given, so whichever worker is alive runs them.
 INTERNAL_QUEUE = "taskservice"
+# The priority of the service's own jobs (dispatcher, rescue, clean-up): the
+# highest PostgreSQL integer, one above what a client may ask for, so that a
+# backlog of user tasks never delays a schedule or a rescue (Procrastinate
+# fetches by priority, then age).
+INTERNAL_PRIORITY = 2**31 - 1
 # Where a task goes when its submission names no queue.
 DEFAULT_QUEUE = "default"
 

@@ -46,13 +46,50 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated modules whose TaskType objects are registered.",
     )
-    migrate_on_start: bool = True
+    migrate_on_start: bool = Field(
+        default=True, description="`up`, `api` and `worker` run `migrate` before starting."
+    )
+    migrate_lock_timeout_seconds: float = Field(
+        default=3.0,
+        gt=0,
+        description="How long one migration step waits for a lock (reads queue behind it "
+        "meanwhile) before it lets go and retries.",
+    )
+    migrate_lock_wait_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long a migration step keeps retrying for its lock before "
+        "migrate fails, naming the sessions in the way.",
+    )
+    statement_timeout_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="PostgreSQL statement_timeout of the API's and the workers' sessions "
+        "(not migrate's); 0: none.",
+    )
+    idle_in_transaction_timeout_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="PostgreSQL idle_in_transaction_session_timeout of the API's and the "
+        "workers' sessions: a transaction left open this long is ended; 0: none.",
+    )
     log_format: LogFormat = Field(
         default="auto", description="json, text, or auto (text at a terminal, else json)."
     )
     log_level: str = "INFO"
     metrics_port: int | None = Field(
         default=9100, description="Where a worker serves Prometheus metrics; unset: none."
+    )
+    metrics_queues: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated queues that always get their own metrics label "
+        "(besides default, taskservice and the worker's queues).",
+    )
+    metrics_max_queues: int = Field(
+        default=50,
+        ge=0,
+        description="How many other queue names get their own metrics label, first seen "
+        'first; later ones are counted under queue="other".',
     )
 
     host: str = "127.0.0.1"
@@ -75,6 +112,17 @@ class Settings(BaseSettings):
     stalled_after_seconds: float = Field(
         default=30.0, gt=0, description="A worker silent this long is dead; its tasks rescued."
     )
+    max_worker_losses: int = Field(
+        default=3,
+        ge=1,
+        description="A task whose worker is lost this many times fails (worker_lost).",
+    )
+    finish_retry_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="How long a worker keeps trying to write a run's end while the "
+        "database is away; after that the run is left to the rescue.",
+    )
     rescue_interval_seconds: int = Field(
         default=10, ge=1, le=59, description="How often the stalled-task rescue runs."
     )
@@ -83,6 +131,19 @@ class Settings(BaseSettings):
     )
     idempotency_retention_seconds: float = Field(
         default=86_400.0, gt=0, description="How long an Idempotency-Key is remembered."
+    )
+
+    bootstrap_api_key: SecretStr | None = Field(
+        default=None,
+        description="An admin key (from `taskservice keys generate`) stored as "
+        "`bootstrap-admin` at start if no key of that name exists: a first key from a Secret.",
+    )
+    metrics_public: bool = Field(
+        default=False, description="Serve /metrics without an API key (in-cluster scraping)."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated origins browsers may call the API from; empty: none.",
     )
 
     callback_secret: SecretStr | None = Field(
@@ -114,7 +175,23 @@ class Settings(BaseSettings):
         description="How far back GET /events replays changes after a Last-Event-ID.",
     )
 
-    @field_validator("task_modules", "queues", "callback_allowed_hosts", mode="before")
+    def session_guards(self) -> dict[str, str]:
+        """PostgreSQL settings for the API's and the workers' sessions, in ms (0: off)."""
+        return {
+            "statement_timeout": f"{self.statement_timeout_seconds * 1000:.0f}",
+            "idle_in_transaction_session_timeout": (
+                f"{self.idle_in_transaction_timeout_seconds * 1000:.0f}"
+            ),
+        }
+
+    @field_validator(
+        "task_modules",
+        "queues",
+        "metrics_queues",
+        "cors_origins",
+        "callback_allowed_hosts",
+        mode="before",
+    )
     @classmethod
     def _comma_list(cls, value: object) -> object:
         return _split_commas(value)

@@ -31,15 +31,20 @@ def _healthy(url: str) -> bool:
 
 @contextlib.contextmanager
 def running_service(
-    env: dict[str, str], log_dir: Path, *args: str, stop: signal.Signals = signal.SIGINT
+    env: dict[str, str],
+    log_dir: Path,
+    *args: str,
+    stop: signal.Signals = signal.SIGINT,
+    command: str = "up",
 ) -> Iterator[str]:
-    """`taskservice up` (plus `args`) with `env`; yields its base URL once healthy
-    (within 90 s), then stops it with `stop` (SIGINT, as Ctrl-C does)."""
+    """`taskservice up` (or `command`, plus `args`) with `env`; yields its base URL
+    once healthy (within 90 s), then stops it with `stop` (SIGINT, as Ctrl-C does).
+    Its output goes to `log_dir`/<command>-<port>.log."""
     port = free_port()
-    log_path = log_dir / f"up-{port}.log"
+    log_path = log_dir / f"{command}-{port}.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "taskservice", "up", "--port", str(port), *args],
+            [sys.executable, "-m", "taskservice", command, "--port", str(port), *args],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

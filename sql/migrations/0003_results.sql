@@ -12,7 +12,9 @@ CREATE TABLE taskservice.batches (
     done_at      timestamptz,
     callback_url text,
     -- The completion webhook's {"status", "attempts", "last_error"}.
-    callback     jsonb
+    callback     jsonb,
+    -- The API key that submitted it (NULL: none); only it (or an admin) reads it.
+    owner_key_id bigint
 );
 
 ALTER TABLE taskservice.task_records
@@ -25,19 +27,29 @@ CREATE INDEX task_records_batch_id_idx ON taskservice.task_records (batch_id)
 
 ALTER TABLE taskservice.schedules ADD COLUMN callback_url text;
 
--- Statement-level, so a batch defer of N jobs costs one insert, not N. A job
--- carries its batch in its options; each new task is announced on the
--- service's channel (the API's waiters and streams listen there).
+-- Statement-level, so a batch defer of N jobs costs one insert, not N. The
+-- owner and the batch ride in the job's args (`_options.owner`, `.batch_id`),
+-- so the record gets them in the statement that defers the job, with no extra
+-- round trip. Each new task is announced on the service's channel (the API's
+-- waiters and streams listen there).
 CREATE OR REPLACE FUNCTION taskservice.record_new_jobs() RETURNS trigger
     LANGUAGE plpgsql
 AS $$
 BEGIN
-    INSERT INTO taskservice.task_records (job_id, batch_id)
-    SELECT id, CAST(args -> '_options' ->> 'batch_id' AS bigint) FROM new_jobs
+    INSERT INTO taskservice.task_records (job_id, owner_key_id, batch_id)
+    SELECT id,
+        CASE WHEN jsonb_typeof(args -> '_options' -> 'owner') = 'number'
+            THEN (args -> '_options' ->> 'owner')::bigint
+        END,
+        CAST(args -> '_options' ->> 'batch_id' AS bigint)
+    FROM new_jobs
     ON CONFLICT (job_id) DO NOTHING;
     PERFORM pg_notify('taskservice_events', json_build_object(
         'kind', 'status', 'id', j.id, 'status', s.status, 'queue', j.queue_name,
         'type', j.task_name, 'batch_id', CAST(j.args -> '_options' ->> 'batch_id' AS bigint),
+        'owner', CASE WHEN jsonb_typeof(j.args -> '_options' -> 'owner') = 'number'
+            THEN (j.args -> '_options' ->> 'owner')::bigint
+        END,
         'event_id', (SELECT max(e.id) FROM public.procrastinate_events AS e WHERE e.job_id = j.id)
     )::text)
     FROM new_jobs AS j
@@ -61,6 +73,7 @@ DECLARE
     is_final boolean := NEW.status IN ('succeeded', 'failed', 'cancelled', 'aborted');
     was_final boolean := OLD.status IN ('succeeded', 'failed', 'cancelled', 'aborted');
     task_batch bigint;
+    task_owner bigint;
     batch taskservice.batches;
 BEGIN
     UPDATE taskservice.task_records
@@ -71,7 +84,7 @@ BEGIN
             ELSE finished_at
         END
     WHERE job_id = NEW.id
-    RETURNING batch_id INTO task_batch;
+    RETURNING batch_id, owner_key_id INTO task_batch, task_owner;
 
     IF OLD.status = 'doing' THEN
         UPDATE taskservice.task_attempts
@@ -123,6 +136,7 @@ BEGIN
         'status', (SELECT s.status FROM taskservice.status_names AS s
                    WHERE s.procrastinate_status = NEW.status),
         'queue', NEW.queue_name, 'type', NEW.task_name, 'batch_id', task_batch,
+        'owner', task_owner,
         'event_id', (SELECT max(e.id) FROM public.procrastinate_events AS e WHERE e.job_id = NEW.id)
     )::text);
     RETURN NULL;

@@ -6,17 +6,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from taskservice.api.errors import install_error_handlers
 from taskservice.api.request_metrics import observe_requests
 from taskservice.api.routes import batches, events, health, queues, schedules, tasks
 from taskservice.metrics import Metrics
 from taskservice.registry import TaskRegistry, load_registry
+from taskservice.services.keys import prepare_access
 from taskservice.services.schedules import code_schedules, sync_code_schedules
 from taskservice.settings import Settings
 from taskservice.store import asyncpg_driver as db
 from taskservice.store.listener import EventListener
-from taskservice.store.migrate import migrate
+from taskservice.store.migrate import migrate_as_configured
 
 
 def create_app(
@@ -27,13 +29,19 @@ def create_app(
         raise ValueError("create_app needs settings with a database_url")
     database_url = settings.database_url
     task_registry = registry or load_registry(settings.task_modules)
-    app_metrics = metrics or Metrics()
+    app_metrics = metrics or Metrics.from_settings(settings)
+    secret = settings.bootstrap_api_key
+    bootstrap_key = secret.get_secret_value() if secret else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate_on_start:
-            await migrate(database_url)
-        pool = await db.create_pool(database_url, max_size=settings.api_pool_size)
+            await migrate_as_configured(settings)
+        pool = await db.create_pool(
+            database_url,
+            max_size=settings.api_pool_size,
+            session_settings=settings.session_guards(),
+        )
         listener = EventListener(database_url)
         try:
             await listener.start()
@@ -42,6 +50,8 @@ def create_app(
             app.state.registry = task_registry
             app.state.settings = settings
             app.state.metrics = app_metrics
+            await prepare_access(pool=pool, host=settings.host, bootstrap_key=bootstrap_key)
+            app.state.keys_seen = False
             await sync_code_schedules(pool=pool, schedules=code_schedules(settings, task_registry))
             yield
         finally:
@@ -54,6 +64,13 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        )
     observe_requests(app, app_metrics)
     for routes in (batches, tasks, events, queues, schedules, health):
         app.include_router(routes.router)

@@ -17,6 +17,8 @@ from taskservice.errors import (
     DatabaseUnavailable,
     IdempotencyKeyReused,
     InvalidTaskRequest,
+    MissingScope,
+    NotAuthenticated,
     ScheduleNameTaken,
     ScheduleNotFound,
     ScheduleReadOnly,
@@ -96,6 +98,18 @@ def install_error_handlers(app: FastAPI) -> None:
     async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
         logger.warning("database unavailable: %s", exc)
         return _problem(503, [], "the database is unavailable; retry later", "unavailable")
+
+    @app.exception_handler(NotAuthenticated)
+    async def not_authenticated(_: Request, exc: NotAuthenticated) -> JSONResponse:
+        response = _problem(401, ["header", "Authorization"], str(exc), "not_authenticated")
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(MissingScope)
+    async def missing_scope(_: Request, exc: MissingScope) -> JSONResponse:
+        return _problem(
+            403, ["header", "Authorization"], str(exc), "missing_scope", scope=exc.scope
+        )
 
     @app.exception_handler(ScheduleNotFound)
     async def schedule_not_found(_: Request, exc: ScheduleNotFound) -> JSONResponse:

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 
-from taskservice.metrics import Metrics
+from taskservice.metrics import Metrics, method_label
 
 
 def observe_requests(app: FastAPI, metrics: Metrics) -> None:
@@ -20,6 +20,7 @@ def observe_requests(app: FastAPI, metrics: Metrics) -> None:
         started = time.perf_counter()
         response = await call_next(request)
         route = getattr(request.scope.get("route"), "path", "unmatched")
-        metrics.http_requests.labels(request.method, route, str(response.status_code)).inc()
-        metrics.http_duration.labels(request.method, route).observe(time.perf_counter() - started)
+        method = method_label(request.method)
+        metrics.http_requests.labels(method, route, str(response.status_code)).inc()
+        metrics.http_duration.labels(method, route).observe(time.perf_counter() - started)
         return response

@@ -13,14 +13,17 @@ import pydantic
 import uvicorn
 
 from taskservice.api.app import create_app
+from taskservice.cli.keys import add_keys_commands, run_keys_command
 from taskservice.cli.operator import add_client_commands, run_client_command
 from taskservice.errors import DatabaseError, DatabaseUnavailable, TaskServiceError
 from taskservice.logs import configure_logging
 from taskservice.metrics import Metrics
 from taskservice.registry import load_registry
+from taskservice.services.keys import is_loopback, new_key, prepare_access
 from taskservice.settings import Settings
+from taskservice.store import asyncpg_driver as db
 from taskservice.store.embedded import resolve_database_url
-from taskservice.store.migrate import migrate
+from taskservice.store.migrate import migrate_as_configured
 from taskservice.worker.runner import run_worker
 
 
@@ -56,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a queue to serve; repeat for several (default: all) (TASKSERVICE_QUEUES)",
     )
     commands.add_parser("migrate", help="create or update the database schema, then exit")
+    add_keys_commands(commands)
     add_client_commands(commands)
     return parser
 
@@ -69,10 +73,32 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.model_validate({**Settings().model_dump(), **overrides})
 
 
+async def _prepare_access(settings: Settings, *, serving: bool = True) -> None:
+    """Store the bootstrap key, if configured; then, before serving, exit with how
+    to fix it when the API would listen beyond loopback with no API key (the
+    app's lifespan checks it too)."""
+    secret = settings.bootstrap_api_key
+    if (not serving or is_loopback(settings.host)) and secret is None:
+        return
+    assert settings.database_url is not None
+    if settings.migrate_on_start and serving:
+        await migrate_as_configured(settings)
+    pool = await db.create_pool(settings.database_url, max_size=1)
+    try:
+        await prepare_access(
+            pool=pool,
+            host=settings.host if serving else "127.0.0.1",
+            bootstrap_key=secret.get_secret_value() if secret else None,
+        )
+    finally:
+        await pool.close()
+
+
 async def _up(settings: Settings) -> None:
     registry = load_registry(settings.task_modules)
-    await migrate(settings.database_url or "")
-    metrics = Metrics()  # one set for both halves, served by the API's /metrics
+    if settings.migrate_on_start:
+        await migrate_as_configured(settings)
+    metrics = Metrics.from_settings(settings)  # both halves' own, served by the API
     app = create_app(
         settings.model_copy(update={"migrate_on_start": False}), registry=registry, metrics=metrics
     )
@@ -93,7 +119,7 @@ async def _up(settings: Settings) -> None:
 async def _worker(settings: Settings) -> None:
     registry = load_registry(settings.task_modules)
     if settings.migrate_on_start:
-        await migrate(settings.database_url or "")
+        await migrate_as_configured(settings)
     await run_worker(settings, registry)
 
 
@@ -111,6 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "client_command", None) is not None:
         # Operator commands talk to a running service over REST: no database here.
         return run_client_command(args)
+    if args.command == "keys" and args.keys_command == "generate":
+        print(new_key()[0])  # no database involved
+        return 0
     try:
         settings = _settings(args)
     except pydantic.ValidationError as exc:
@@ -123,15 +152,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = resolve_database_url(settings)
         assert settings.database_url is not None
         if args.command == "migrate":
-            applied = asyncio.run(migrate(settings.database_url))
+            applied = asyncio.run(migrate_as_configured(settings))
             print("applied: " + ", ".join(applied) if applied else "schema already current")
+            asyncio.run(_prepare_access(settings, serving=False))
+        elif args.command == "keys":
+            return asyncio.run(run_keys_command(settings, args))
         elif args.command == "api":
+            asyncio.run(_prepare_access(settings))
             uvicorn.run(
                 create_app(settings), host=settings.host, port=settings.port, log_config=None
             )
         elif args.command == "worker":
             asyncio.run(_worker(settings))
         else:
+            asyncio.run(_prepare_access(settings))
             asyncio.run(_up(settings))
     except (DatabaseUnavailable, OSError, ConnectionError) as exc:
         print(f"taskservice: cannot reach the database: {exc}", file=sys.stderr)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from taskservice.models.tasks import PG_INT_MAX, QueueName, TaskPublic, check_storable
+from taskservice.models.tasks import MAX_PRIORITY, PG_INT_MAX, QueueName, TaskPublic, check_storable
 from taskservice.timing import CatchUp, check_cron, check_timezone
 
 
@@ -43,7 +43,7 @@ class ScheduleCreate(_Timing):
     )
     interval_seconds: float | None = Field(default=None, ge=1, le=366 * 86_400)
     timezone: str = Field(default="UTC", examples=["Europe/Paris"])
-    priority: int = Field(default=0, ge=-PG_INT_MAX, le=PG_INT_MAX)
+    priority: int = Field(default=0, ge=-PG_INT_MAX, le=MAX_PRIORITY)
     queue: QueueName = "default"
     enabled: bool = True
     catch_up: CatchUp = Field(
@@ -79,7 +79,7 @@ class ScheduleUpdate(_Timing):
     cron: str | None = None
     interval_seconds: float | None = Field(default=None, ge=1, le=366 * 86_400)
     timezone: str | None = None
-    priority: int | None = Field(default=None, ge=-PG_INT_MAX, le=PG_INT_MAX)
+    priority: int | None = Field(default=None, ge=-PG_INT_MAX, le=MAX_PRIORITY)
     queue: QueueName | None = None
     enabled: bool | None = None
     catch_up: CatchUp | None = None

@@ -9,7 +9,11 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from taskservice.registry import INTERNAL_PRIORITY
+
 PG_INT_MAX = 2**31 - 1
+# Clients stay below the service's own jobs (INTERNAL_PRIORITY).
+MAX_PRIORITY = INTERNAL_PRIORITY - 1
 PG_BIGINT_MAX = 2**63 - 1
 
 # Procrastinate notifies workers on channel "procrastinate_queue_v1#<queue>", and
@@ -61,7 +65,7 @@ class TaskCreate(BaseModel):
     type: str = Field(min_length=1, max_length=200, examples=["echo"])
     params: dict[str, Any] = Field(default_factory=dict, examples=[{"value": 42}])
     priority: int = Field(
-        default=0, ge=-PG_INT_MAX, le=PG_INT_MAX, description="Higher runs first."
+        default=0, ge=-PG_INT_MAX, le=MAX_PRIORITY, description="Higher runs first."
     )
     queue: QueueName | None = Field(default=None, description="Defaults to `default`.")
     run_at: AwareDatetime | None = Field(

@@ -19,6 +19,7 @@ async def submit_batch(
     registry: TaskRegistry,
     request: BatchCreate,
     callbacks: CallbackRules | None = None,
+    owner: int | None = None,
 ) -> BatchCreated:
     """Check every task, then store the batch and all its tasks in one
     transaction (one insert of the jobs). Any error: nothing is stored, and
@@ -28,7 +29,7 @@ async def submit_batch(
     errors: list[dict[str, Any]] = []
     for index, item in enumerate(request.tasks):
         try:
-            args = await job_args(registry, item, rules)
+            args = await job_args(registry, item, rules, owner)
         except InvalidTaskRequest as exc:
             errors += [_at_item(index, error) for error in exc.errors]
             continue
@@ -53,7 +54,11 @@ async def submit_batch(
     try:
         async with db.transaction(pool) as conn:
             batch_id: int = await db.fetchval(
-                conn, "insert_batch", total=len(jobs), callback_url=request.callback_url
+                conn,
+                "insert_batch",
+                total=len(jobs),
+                callback_url=request.callback_url,
+                owner=owner,
             )
             for job in jobs:
                 job["args"][OPTIONS_KEY]["batch_id"] = batch_id
@@ -78,9 +83,10 @@ def _at_item(index: int, error: dict[str, Any]) -> dict[str, Any]:
     return {**error, "loc": ["body", "tasks", index, *loc]}
 
 
-async def get_batch(*, pool: db.Pool, batch_id: int) -> BatchPublic:
-    """A batch's tasks per status, or BatchNotFound."""
-    row = await db.fetchrow(pool, "get_batch", batch_id=batch_id)
+async def get_batch(*, pool: db.Pool, batch_id: int, owner: int | None = None) -> BatchPublic:
+    """A batch's tasks per status, or BatchNotFound (with an `owner`, only a
+    batch of that API key)."""
+    row = await db.fetchrow(pool, "get_batch", batch_id=batch_id, owner=owner)
     if row is None:
         raise BatchNotFound(batch_id)
     return BatchPublic.model_validate({**dict(row), "done": row["done_at"] is not None})

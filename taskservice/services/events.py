@@ -49,14 +49,19 @@ def _interval(listener: EventListener, remaining: float) -> float:
 
 
 async def wait_for_task(
-    *, pool: db.Pool, listener: EventListener, task_id: int, seconds: float
+    *,
+    pool: db.Pool,
+    listener: EventListener,
+    task_id: int,
+    seconds: float,
+    owner: int | None = None,
 ) -> TaskPublic:
     """The task once it reaches a final status, or as it is after `seconds`."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     # Subscribed before the first read: an end between the two is not missed.
     with listener.subscribe(task_id=task_id) as sub:
-        task = await get_task(pool=pool, task_id=task_id, with_history=True)
+        task = await get_task(pool=pool, task_id=task_id, with_history=True, owner=owner)
         while task.status not in FINAL:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -65,20 +70,25 @@ async def wait_for_task(
             if event is None and listener.connected.is_set():
                 continue  # the time is up: read once more below
             if event is None or event is RESYNC or event.get("status") in FINAL:
-                task = await get_task(pool=pool, task_id=task_id, with_history=True)
+                task = await get_task(pool=pool, task_id=task_id, with_history=True, owner=owner)
         else:
             return task
-    return await get_task(pool=pool, task_id=task_id, with_history=True)
+    return await get_task(pool=pool, task_id=task_id, with_history=True, owner=owner)
 
 
 async def wait_for_batch(
-    *, pool: db.Pool, listener: EventListener, batch_id: int, seconds: float
+    *,
+    pool: db.Pool,
+    listener: EventListener,
+    batch_id: int,
+    seconds: float,
+    owner: int | None = None,
 ) -> BatchPublic:
     """The batch once all its tasks ended, or as it is after `seconds`."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     with listener.subscribe(batch_id=batch_id) as sub:
-        batch = await get_batch(pool=pool, batch_id=batch_id)
+        batch = await get_batch(pool=pool, batch_id=batch_id, owner=owner)
         while not batch.done:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -88,10 +98,10 @@ async def wait_for_batch(
                 continue
             # Its tasks' changes are not worth a read each: only the last one.
             if event is None or event is RESYNC or event.get("kind") == "batch":
-                batch = await get_batch(pool=pool, batch_id=batch_id)
+                batch = await get_batch(pool=pool, batch_id=batch_id, owner=owner)
         else:
             return batch
-    return await get_batch(pool=pool, batch_id=batch_id)
+    return await get_batch(pool=pool, batch_id=batch_id, owner=owner)
 
 
 def _change(event: dict[str, Any]) -> StreamEvent:
@@ -104,12 +114,12 @@ def _change(event: dict[str, Any]) -> StreamEvent:
 
 
 async def task_stream(
-    *, pool: db.Pool, listener: EventListener, task_id: int
+    *, pool: db.Pool, listener: EventListener, task_id: int, owner: int | None = None
 ) -> AsyncIterator[StreamEvent]:
     """`task` (its current state), then `status` and `progress` events as they
     happen, and `task` again (with result or error) after the final status."""
     with listener.subscribe(task_id=task_id) as sub:
-        task = await get_task(pool=pool, task_id=task_id)
+        task = await get_task(pool=pool, task_id=task_id, owner=owner)
         yield StreamEvent("task", task.model_dump(mode="json"))
         status = task.status
         while status not in FINAL:
@@ -118,7 +128,7 @@ async def task_stream(
                 yield StreamEvent("keepalive")
                 continue
             if event is None or event is RESYNC:
-                task = await get_task(pool=pool, task_id=task_id)
+                task = await get_task(pool=pool, task_id=task_id, owner=owner)
                 if task.status != status:
                     yield StreamEvent("status", {"id": task_id, "status": task.status.value})
                 status = task.status
@@ -126,7 +136,7 @@ async def task_stream(
             yield _change(event)
             if event.get("kind") == "status":
                 status = TaskStatus(event["status"])
-        task = await get_task(pool=pool, task_id=task_id, with_history=True)
+        task = await get_task(pool=pool, task_id=task_id, with_history=True, owner=owner)
         yield StreamEvent("task", task.model_dump(mode="json"))
 
 
@@ -137,10 +147,14 @@ class EventFilter:
     types: frozenset[str] = frozenset()
     queues: frozenset[str] = frozenset()
     statuses: frozenset[str] = frozenset()
+    # An API key without `admin` sees its own tasks only.
+    owner: int | None = None
 
     def matches(self, event: dict[str, Any]) -> bool:
         if str(event.get("type", "")).startswith(RESERVED_PREFIX):
             return False  # the service's own jobs, as in GET /tasks
+        if self.owner is not None and event.get("owner") != self.owner:
+            return False
         if self.types and event.get("type") not in self.types:
             return False
         if self.queues and event.get("queue") not in self.queues:
@@ -148,11 +162,14 @@ class EventFilter:
         return not self.statuses or event.get("status") in self.statuses
 
 
-async def _replay(pool: db.Pool, after_id: int, window_seconds: float) -> list[dict[str, Any]]:
+async def _replay(
+    pool: db.Pool, after_id: int, window_seconds: float, owner: int | None
+) -> list[dict[str, Any]]:
     rows = await db.fetch(
         pool,
         "task_events_since",
         after_id=after_id,
+        owner=owner,
         window_seconds=window_seconds,
         limit=MAX_REPLAY,
     )
@@ -180,7 +197,7 @@ async def all_tasks_stream(
         while True:
             if replay and last_id is not None:
                 replayed = set()
-                for event in await _replay(pool, last_id, resume_window_seconds):
+                for event in await _replay(pool, last_id, resume_window_seconds, filters.owner):
                     last_id = event["event_id"]
                     replayed.add(event["event_id"])
                     if filters.matches(event):

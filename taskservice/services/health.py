@@ -5,7 +5,7 @@ from __future__ import annotations
 from taskservice.errors import DatabaseError, DatabaseUnavailable
 from taskservice.models.tasks import Health
 from taskservice.store import asyncpg_driver as db
-from taskservice.store.migrate import migration_names
+from taskservice.store.migrate import missing_migrations
 
 # A worker counts as alive while its heartbeat is younger than this.
 LIVE_WORKER_SECONDS = 60.0
@@ -25,7 +25,7 @@ async def check_health(*, pool: db.Pool) -> Health:
             missing_migrations=[],
             workers=0,
         )
-    missing = [name for name in migration_names() if name not in applied]
+    missing = missing_migrations(applied)
     return Health(
         status="ok" if not missing else "unavailable",
         database=True,

@@ -15,9 +15,17 @@ async def list_queues(*, pool: db.Pool) -> list[QueuePublic]:
 async def read_queue_depth(*, pool: db.Pool, metrics: Metrics) -> None:
     """Set the queue gauges from PostgreSQL (one indexed query per scrape)."""
     rows = await db.fetch(pool, "queue_depth")
+    # Queues past the label bound add up under `other` (the oldest wait: the longest).
+    tasks: dict[tuple[str, str], int] = {}
+    oldest: dict[str, float] = {}
+    for row in rows:
+        queue = metrics.queue_label(row["queue"])
+        tasks[queue, row["status"]] = tasks.get((queue, row["status"]), 0) + row["tasks"]
+        if row["oldest_due_seconds"] is not None:
+            oldest[queue] = max(oldest.get(queue, 0.0), float(row["oldest_due_seconds"]))
     metrics.queue_tasks.clear()
     metrics.queue_oldest_pending.clear()
-    for row in rows:
-        metrics.queue_tasks.labels(row["queue"], row["status"]).set(row["tasks"])
-        if row["oldest_due_seconds"] is not None:
-            metrics.queue_oldest_pending.labels(row["queue"]).set(row["oldest_due_seconds"])
+    for (queue, status), count in tasks.items():
+        metrics.queue_tasks.labels(queue, status).set(count)
+    for queue, seconds in oldest.items():
+        metrics.queue_oldest_pending.labels(queue).set(seconds)

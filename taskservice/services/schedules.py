@@ -20,7 +20,7 @@ from taskservice.models.schedules import (
     ScheduleUpdate,
 )
 from taskservice.models.tasks import TaskPublic
-from taskservice.registry import INTERNAL_QUEUE, PeriodicSchedule, TaskRegistry
+from taskservice.registry import INTERNAL_PRIORITY, INTERNAL_QUEUE, PeriodicSchedule, TaskRegistry
 from taskservice.services.callbacks import CallbackRules
 from taskservice.services.tasks import check_params, get_task, task_type_named
 from taskservice.settings import Settings
@@ -41,6 +41,7 @@ def cleanup_schedule(retention_days: float, idempotency_key_days: float) -> Peri
         cron="17 * * * *",
         catch_up="once",
         queue=INTERNAL_QUEUE,
+        priority=INTERNAL_PRIORITY,
     )
 
 
@@ -82,13 +83,18 @@ async def get_schedule(*, pool: db.Pool, schedule_id: int) -> SchedulePublic:
 
 
 async def list_schedules(
-    *, pool: db.Pool, include_one_off: bool = False, one_off_limit: int = 500
+    *,
+    pool: db.Pool,
+    include_one_off: bool = False,
+    one_off_limit: int = 500,
+    owner: int | None = None,
 ) -> ScheduledJobsPublic:
-    """Every schedule; with `include_one_off`, single tasks waiting for a future time."""
+    """Every schedule; with `include_one_off`, single tasks waiting for a future
+    time (with an `owner`, only that API key's)."""
     rows = await db.fetch(pool, "list_schedules", schedule_id=None)
     one_off = None
     if include_one_off:
-        tasks = await db.fetch(pool, "list_future_tasks", limit=one_off_limit)
+        tasks = await db.fetch(pool, "list_future_tasks", limit=one_off_limit, owner=owner)
         one_off = [TaskPublic.model_validate(dict(t)) for t in tasks]
     return ScheduledJobsPublic(
         schedules=[SchedulePublic.model_validate(dict(r)) for r in rows], one_off=one_off
@@ -100,9 +106,11 @@ async def create_schedule(
     pool: db.Pool,
     registry: TaskRegistry,
     request: ScheduleCreate,
+    owner: int | None = None,
     callbacks: CallbackRules | None = None,
 ) -> SchedulePublic:
-    """Validate and store a schedule; its first run is the first due time from now."""
+    """Validate and store a schedule, created by API key `owner` (its runs are
+    that key's tasks); its first run is the first due time from now."""
     check_params(task_type_named(registry, request.type), request.params)
     if request.callback_url is not None:
         await (callbacks or CallbackRules()).check(request.callback_url)
@@ -113,6 +121,7 @@ async def create_schedule(
             "insert_schedule",
             **request.model_dump(),
             next_run_at=timing.first_after(await _now(pool)),
+            owner=owner,
         )
     except UniqueViolation as exc:
         raise ScheduleNameTaken(request.name) from exc

@@ -78,7 +78,7 @@ def _check_at_most(field: str, asked: float | None, limit: float | None, task: T
         )
 
 
-def _options(task: TaskType, request: TaskCreate) -> dict[str, Any]:
+def _options(task: TaskType, request: TaskCreate, owner: int | None) -> dict[str, Any]:
     """The per-job settings the worker reads, checked against the type's limits."""
     policy = task.retry
     _check_at_most("max_attempts", request.max_attempts, policy.max_attempts_limit, task)
@@ -89,6 +89,7 @@ def _options(task: TaskType, request: TaskCreate) -> dict[str, Any]:
         max_attempts=request.max_attempts,
         backoff_seconds=request.backoff_seconds,
         timeout_seconds=request.timeout_seconds,
+        owner=owner,
     )
 
 
@@ -99,12 +100,15 @@ def request_hash(request: TaskCreate) -> str:
 
 
 async def job_args(
-    registry: TaskRegistry, request: TaskCreate, callbacks: CallbackRules | None = None
+    registry: TaskRegistry,
+    request: TaskCreate,
+    callbacks: CallbackRules | None = None,
+    owner: int | None = None,
 ) -> dict[str, Any]:
     """A submission's job args (params and options), or a 422 naming what is wrong."""
     task = task_type_named(registry, request.type)
     check_params(task, request.params)
-    options = _options(task, request)
+    options = _options(task, request, owner)
     if request.callback_url is not None:
         await (callbacks or CallbackRules()).check(request.callback_url)
         options["callback_url"] = request.callback_url
@@ -119,13 +123,18 @@ async def submit_task(
     idempotency_key: str | None = None,
     idempotency_retention_seconds: float = 86_400.0,
     callbacks: CallbackRules | None = None,
+    owner: int | None = None,
 ) -> tuple[TaskPublic, bool]:
-    """Validate a submission and queue it; return the task and whether it is new.
+    """Validate a submission and queue it, as a task of API key `owner` (None:
+    no key); return the task and whether it is new.
 
     With an `idempotency_key` already used for the same request within the
-    retention window, the first task comes back instead (new = False). The key
-    and the job are written in one transaction: a crash keeps both or neither."""
-    args = await job_args(registry, request, callbacks)
+    retention window, the first task comes back instead (new = False). Keys are
+    per API key: two clients cannot see or block each other's. The key and the
+    job are written in one transaction: a crash keeps both or neither."""
+    args = await job_args(registry, request, callbacks, owner)
+    if idempotency_key is not None and owner is not None:
+        idempotency_key = f"{owner}:{idempotency_key}"
     fingerprint = request_hash(request)
     earlier: int | None = None
     try:
@@ -189,9 +198,12 @@ async def _claim_key(
     return job_id
 
 
-async def get_task(*, pool: db.Pool, task_id: int, with_history: bool = False) -> TaskPublic:
-    """One task by id (with every attempt if asked), or TaskNotFound."""
-    row = await db.fetchrow(pool, "get_task", task_id=task_id)
+async def get_task(
+    *, pool: db.Pool, task_id: int, with_history: bool = False, owner: int | None = None
+) -> TaskPublic:
+    """One task by id (with every attempt if asked), or TaskNotFound; with an
+    `owner`, only a task of that API key (another key's task is not found)."""
+    row = await db.fetchrow(pool, "get_task", task_id=task_id, owner=owner)
     if row is None:
         raise TaskNotFound(task_id)
     task = TaskPublic.model_validate(dict(row))
@@ -201,11 +213,14 @@ async def get_task(*, pool: db.Pool, task_id: int, with_history: bool = False) -
     return task
 
 
-async def cancel_task(*, pool: db.Pool, task_id: int) -> TaskPublic:
-    """Cancel a pending task, or ask a running one to abort.
+async def cancel_task(*, pool: db.Pool, task_id: int, owner: int | None = None) -> TaskPublic:
+    """Cancel a pending task, or ask a running one to abort (with an `owner`,
+    only a task of that API key).
 
     Returns the task: `cancelled` at once if it was pending, still `in_progress`
     (with `abort_requested`) if a worker is running it."""
+    if owner is not None:
+        await get_task(pool=pool, task_id=task_id, owner=owner)
     cancelled = await db.fetchval(pool, "cancel_task", task_id=task_id)
     task = await get_task(pool=pool, task_id=task_id)
     if cancelled is None:
@@ -213,22 +228,37 @@ async def cancel_task(*, pool: db.Pool, task_id: int) -> TaskPublic:
     return task
 
 
-async def retry_task(*, pool: db.Pool, task_id: int) -> TaskPublic:
-    """Run a failed or cancelled task again, as a new attempt of the same task."""
-    async with db.transaction(pool) as conn:
-        row = await db.fetchrow(conn, "retry_task", task_id=task_id)
-        if row is not None:
-            await db.execute(conn, "notify_queue", queue=row["queue_name"], task_id=task_id)
+async def retry_task(*, pool: db.Pool, task_id: int, owner: int | None = None) -> TaskPublic:
+    """Run a failed or cancelled task again, as a new attempt of the same task
+    (with an `owner`, only a task of that API key)."""
+    if owner is not None:
+        await get_task(pool=pool, task_id=task_id, owner=owner)
+    try:
+        async with db.transaction(pool) as conn:
+            row = await db.fetchrow(conn, "retry_task", task_id=task_id)
+            if row is not None:
+                await db.execute(conn, "notify_queue", queue=row["queue_name"], task_id=task_id)
+    except UniqueViolation as exc:
+        # Back to pending, its unique_key clashes with another pending task's.
+        if exc.constraint != _QUEUEING_LOCK_INDEX:
+            raise
+        task = await get_task(pool=pool, task_id=task_id)
+        assert task.unique_key is not None
+        holder = await db.fetchval(pool, "find_unique_key_holder", unique_key=task.unique_key)
+        raise UniqueKeyTaken(task.unique_key, holder) from exc
     task = await get_task(pool=pool, task_id=task_id)
     if row is None:
         raise TaskNotRetryable(task_id, task.status.value)
     return task
 
 
-async def list_tasks(*, pool: db.Pool, filters: TaskFilters) -> TasksPublic:
-    """One page of tasks, newest first, by keyset on id."""
+async def list_tasks(
+    *, pool: db.Pool, filters: TaskFilters, owner: int | None = None
+) -> TasksPublic:
+    """One page of tasks, newest first, by keyset on id (with an `owner`, only
+    that API key's)."""
     if filters.batch_id is not None:
-        return await _list_batch_tasks(pool, filters)
+        return await _list_batch_tasks(pool, filters, owner)
     rows = await db.fetch(
         pool,
         "list_tasks",
@@ -239,18 +269,20 @@ async def list_tasks(*, pool: db.Pool, filters: TaskFilters) -> TasksPublic:
         created_before=filters.created_before,
         before_id=int(filters.cursor) if filters.cursor else None,
         limit=filters.limit + 1,
+        owner=owner,
     )
     items = [TaskPublic.model_validate(dict(row)) for row in rows[: filters.limit]]
     next_cursor = str(items[-1].id) if len(rows) > filters.limit else None
     return TasksPublic(items=items, next_cursor=next_cursor)
 
 
-async def _list_batch_tasks(pool: db.Pool, filters: TaskFilters) -> TasksPublic:
+async def _list_batch_tasks(pool: db.Pool, filters: TaskFilters, owner: int | None) -> TasksPublic:
     """A batch's tasks (by its index), with the status, type and queue filters."""
     rows = await db.fetch(
         pool,
         "list_batch_tasks",
         batch_id=filters.batch_id,
+        owner=owner,
         status=filters.status.value if filters.status else None,
         type=filters.type,
         queue=filters.queue,

@@ -50,11 +50,14 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def create_pool(database_url: str, *, max_size: int) -> Pool:
+async def create_pool(
+    database_url: str, *, max_size: int, session_settings: dict[str, str] | None = None
+) -> Pool:
     """An asyncpg pool that decodes JSON and plans each query for its own arguments.
 
     Custom plans matter: the listing query has optional filters
-    (`:x IS NULL OR col = :x`), which a generic plan cannot use indexes for."""
+    (`:x IS NULL OR col = :x`), which a generic plan cannot use indexes for.
+    `session_settings` (e.g. statement_timeout) apply to every connection."""
     with translated():
         pool = await asyncpg.create_pool(
             database_url,
@@ -64,6 +67,7 @@ async def create_pool(database_url: str, *, max_size: int) -> Pool:
             server_settings={
                 "application_name": "taskservice-api",
                 "plan_cache_mode": "force_custom_plan",
+                **(session_settings or {}),
             },
         )
     assert pool is not None

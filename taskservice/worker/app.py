@@ -8,12 +8,21 @@ from taskservice.metrics import Metrics
 from taskservice.registry import DEFAULT_QUEUE, TaskRegistry
 from taskservice.services.schedules import code_schedules
 from taskservice.settings import Settings
+from taskservice.store import psycopg_driver as pg
 from taskservice.worker.callbacks import register_callbacks
 from taskservice.worker.dispatcher import register_dispatcher
 from taskservice.worker.invoke import make_runner
 from taskservice.worker.middleware import outcome_recorder
 from taskservice.worker.rescue import register_rescue
 from taskservice.worker.retry import ServiceRetryStrategy
+from taskservice.worker.runs import ServiceJobManager
+
+
+def _session_options(settings: Settings) -> str:
+    """libpq `options` with the session guards, after any the database URL gives
+    (a keyword argument replaces the URL's own)."""
+    assert settings.database_url is not None
+    return pg.session_options(settings.database_url, settings.session_guards())
 
 
 def build_queue_app(
@@ -33,7 +42,10 @@ def build_queue_app(
         conninfo=settings.database_url,
         min_size=1,
         max_size=pool_size,
-        kwargs={"application_name": "taskservice-queue"},
+        kwargs={
+            "application_name": "taskservice-queue",
+            "options": _session_options(settings),
+        },
     )
     app = procrastinate.App(
         connector=connector,
@@ -48,6 +60,12 @@ def build_queue_app(
             "worker_middleware": [outcome_recorder(metrics)],
         },
     )
+    app.job_manager = ServiceJobManager(
+        connector,
+        conninfo=settings.database_url,
+        heartbeat_seconds=settings.worker_heartbeat_seconds,
+        finish_retry_seconds=settings.finish_retry_seconds,
+    )
     for task in registry.values():
         app.task(
             name=task.name,
@@ -59,6 +77,7 @@ def build_queue_app(
         app,
         every_seconds=settings.rescue_interval_seconds,
         stalled_after_seconds=settings.stalled_after_seconds,
+        max_worker_losses=settings.max_worker_losses,
     )
     register_dispatcher(app, registry, code_schedules(settings, registry))
     register_callbacks(app, settings)

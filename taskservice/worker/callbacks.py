@@ -59,7 +59,7 @@ async def _payload(
         body = TaskPublic.model_validate(row).model_dump_json().encode()
         return row["callback_url"], body, "task.finished"
     url = await pg.fetchrow(connector, "get_batch_callback", batch_id=batch_id)
-    row = await pg.fetchrow(connector, "get_batch", batch_id=batch_id)
+    row = await pg.fetchrow(connector, "get_batch", batch_id=batch_id, owner=None)
     if url is None or row is None:
         return None, b"", ""
     batch = BatchPublic.model_validate({**row, "done": row["done_at"] is not None})

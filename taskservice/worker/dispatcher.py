@@ -9,7 +9,7 @@ from functools import partial
 import procrastinate
 from procrastinate import JobContext
 
-from taskservice.registry import INTERNAL_QUEUE, PeriodicSchedule, TaskRegistry
+from taskservice.registry import INTERNAL_PRIORITY, INTERNAL_QUEUE, PeriodicSchedule, TaskRegistry
 from taskservice.store import psycopg_driver as pg
 from taskservice.store.schedule_runs import code_schedule_params, defer_run
 from taskservice.timing import Timing, due_runs
@@ -55,7 +55,11 @@ def register_dispatcher(
 
     @app.periodic(cron="* * * * * *", periodic_id="dispatch")
     @app.task(
-        name=DISPATCH_TASK, queue=INTERNAL_QUEUE, queueing_lock=DISPATCH_TASK, pass_context=True
+        name=DISPATCH_TASK,
+        queue=INTERNAL_QUEUE,
+        priority=INTERNAL_PRIORITY,
+        queueing_lock=DISPATCH_TASK,
+        pass_context=True,
     )
     async def dispatch_schedules(context: JobContext, timestamp: int) -> dict[str, int]:
         nonlocal synced

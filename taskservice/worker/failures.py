@@ -18,6 +18,12 @@ class WorkerLost(Exception):
     """The run's worker stopped sending heartbeats (killed, or its machine died)."""
 
 
+class ResultNotStorable(Exception):
+    """The run succeeded but its result could not be stored (the database
+    refused it: NaN, or text with a NUL character). Never retried: the task
+    ran, and running it again would repeat its side effects."""
+
+
 class TaskTimeout(Exception):
     """A run went past its time limit; it counts as a failed attempt."""
 
@@ -26,11 +32,17 @@ class TaskTimeout(Exception):
         self.seconds = seconds
 
 
+def _storable(text: str) -> str:
+    """`text` without NUL, which PostgreSQL text and jsonb cannot hold."""
+    return text.replace("\x00", "\ufffd")
+
+
 def describe_error(exc: BaseException, abort_reason: AbortReason | None = None) -> dict[str, Any]:
     """The error as clients see it: type, message and traceback.
 
     The service's own stop reasons get short type names (`timeout`, `aborted`,
-    `worker_shutdown`, `worker_lost`); a task's exception keeps its class name."""
+    `worker_shutdown`, `worker_lost`, `result_not_storable`); a task's exception
+    keeps its class name."""
     stopped = isinstance(exc, asyncio.CancelledError | exceptions.JobAborted)
     if isinstance(exc, WorkerShutdown) or (stopped and abort_reason == AbortReason.SHUTDOWN):
         kind, message = "worker_shutdown", "its worker shut down mid-run; it will run again"
@@ -40,10 +52,15 @@ def describe_error(exc: BaseException, abort_reason: AbortReason | None = None) 
         kind, message = "timeout", str(exc)
     elif isinstance(exc, WorkerLost):
         kind, message = "worker_lost", str(exc)
+    elif isinstance(exc, ResultNotStorable):
+        kind, message = (
+            "result_not_storable",
+            f"the run succeeded but its result was refused: {exc}",
+        )
     else:
         return {
             "type": type(exc).__name__,
-            "message": str(exc),
-            "traceback": "".join(traceback.format_exception(exc)),
+            "message": _storable(str(exc)),
+            "traceback": _storable("".join(traceback.format_exception(exc))),
         }
     return {"type": kind, "message": message, "traceback": None}

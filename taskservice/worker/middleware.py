@@ -1,4 +1,4 @@
-"""Worker middleware that stores each run's result or error in the service's tables."""
+"""Worker middleware that keeps each run's result or error for the transaction that ends it."""
 
 from __future__ import annotations
 
@@ -7,22 +7,23 @@ import json
 import time
 from typing import Any
 
-from procrastinate import BaseConnector, JobContext
+from procrastinate import JobContext
 from procrastinate.job_context import AbortReason
 from procrastinate.middleware import AsyncCallNext, WorkerMiddleware
 from procrastinate.worker import Worker
 
 from taskservice.metrics import Metrics
 from taskservice.registry import RESERVED_PREFIX
-from taskservice.store import psycopg_driver as pg
 from taskservice.worker.failures import WorkerShutdown, describe_error
+from taskservice.worker.runs import Outcome, ServiceJobManager
 
 
-async def _record(connector: BaseConnector, name: str, /, **params: Any) -> float | None:
-    """Run a record_task_* query; return how long the run waited to start."""
-    row = await pg.fetchrow(connector, name, **params)
-    latency = row["start_latency"] if row else None
-    return float(latency) if latency is not None else None
+def _outcomes(worker: Worker) -> dict[int, Outcome]:
+    """Where the run's end is picked up: the service's JobManager (see runs.py)."""
+    job_manager = worker.app.job_manager
+    if not isinstance(job_manager, ServiceJobManager):
+        raise TypeError("the queue app must be built by build_queue_app (ServiceJobManager)")
+    return job_manager.outcomes
 
 
 def _failure_outcome(exc: BaseException, context: JobContext) -> str:
@@ -39,29 +40,42 @@ def _failure_outcome(exc: BaseException, context: JobContext) -> str:
 
 
 def outcome_recorder(metrics: Metrics | None = None) -> WorkerMiddleware:
-    """Worker middleware that runs the job, then stores its result or error (and
-    counts and times it in `metrics`).
+    """Worker middleware that runs the job and keeps its result or error for the
+    JobManager, which writes it in the transaction that ends the run (so a
+    client that reads `completed` always finds the result, and a result that
+    cannot be written never turns a success into a re-run); counts and times
+    runs in `metrics`.
 
-    The record is written before Procrastinate marks the job finished, so a
-    client that reads `completed` always finds the result there. Start and
-    finish times are kept by triggers on the job's status."""
+    Nothing here touches the database: in the failure branches, the task's own
+    exception is what Procrastinate's retry decision sees."""
 
     async def record_outcome(call_next: AsyncCallNext, context: JobContext, worker: Worker) -> Any:
         job_id = context.job.id
         assert job_id is not None
-        connector = worker.app.connector
+        outcomes = _outcomes(worker)
         observed = metrics if not context.job.task_name.startswith(RESERVED_PREFIX) else None
-        labels = (context.job.task_name, context.job.queue)
+        labels = (
+            context.job.task_name,
+            observed.queue_label(context.job.queue) if observed else "",
+        )
+
+        def observe_latency(latency: float | None) -> None:
+            if observed and latency is not None:
+                observed.start_latency.labels(*labels).observe(max(latency, 0.0))
+
         if observed:
             observed.started.labels(*labels).inc()
         started = time.perf_counter()
-        outcome, latency = "completed", None
+        outcome = "completed"
         try:
             result = await call_next()
         except asyncio.CancelledError as exc:
             reason = context.abort_reason()
-            error = describe_error(exc, reason)
-            latency = await _record(connector, "record_task_failure", job_id=job_id, error=error)
+            outcomes[job_id] = Outcome(
+                error=describe_error(exc, reason),
+                uncharged=reason == AbortReason.SHUTDOWN,
+                on_written=observe_latency,
+            )
             outcome = _failure_outcome(exc, context)
             if reason == AbortReason.SHUTDOWN:
                 # Procrastinate would end an async job cancelled by a shutdown as
@@ -69,21 +83,20 @@ def outcome_recorder(metrics: Metrics | None = None) -> WorkerMiddleware:
                 raise WorkerShutdown(str(exc)) from exc
             raise
         except BaseException as exc:
-            error = describe_error(exc, context.abort_reason())
-            latency = await _record(connector, "record_task_failure", job_id=job_id, error=error)
+            reason = context.abort_reason()
+            outcomes[job_id] = Outcome(
+                error=describe_error(exc, reason),
+                uncharged=reason == AbortReason.SHUTDOWN or isinstance(exc, WorkerShutdown),
+                on_written=observe_latency,
+            )
             outcome = _failure_outcome(exc, context)
             raise
         else:
-            result_json = json.dumps(result)
-            latency = await _record(
-                connector, "record_task_success", job_id=job_id, result=result_json
-            )
+            outcomes[job_id] = Outcome(result=json.dumps(result), on_written=observe_latency)
             return result
         finally:
             if observed:
                 getattr(observed, outcome).labels(*labels).inc()
                 observed.duration.labels(*labels).observe(time.perf_counter() - started)
-                if latency is not None:
-                    observed.start_latency.labels(*labels).observe(max(latency, 0.0))
 
     return record_outcome

@@ -9,7 +9,7 @@ from procrastinate import BaseRetryStrategy, RetryDecision
 from procrastinate.exceptions import JobAborted
 from procrastinate.jobs import Job
 
-from taskservice.job_options import job_options
+from taskservice.job_options import job_options, uncharged_runs
 from taskservice.registry import RetryPolicy
 from taskservice.worker.failures import WorkerShutdown
 
@@ -34,7 +34,9 @@ class ServiceRetryStrategy(BaseRetryStrategy):
             return RetryDecision(retry_at=_now())
         options = job_options(job)
         max_attempts = options.get("max_attempts", self.policy.max_attempts)
-        attempt = job.attempts + 1  # Procrastinate counts attempts before this one.
+        # Procrastinate counts every run before this one; those stopped by a lost
+        # or stopped worker are not the task's to pay for.
+        attempt = job.attempts + 1 - uncharged_runs(job)
         if not isinstance(max_attempts, int) or attempt >= max_attempts:
             return None
         if isinstance(exception, _NEVER_RETRIED) or not isinstance(exception, self.policy.retry_on):

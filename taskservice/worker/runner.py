@@ -39,7 +39,7 @@ async def run_worker(
     `settings.host:settings.metrics_port` when that port is set."""
     server = None
     if metrics is None and settings.metrics_port is not None:
-        metrics = Metrics()
+        metrics = Metrics.from_settings(settings)
         try:
             server, _ = start_http_server(
                 settings.metrics_port, addr=settings.host, registry=metrics.registry

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
+from taskservice.api.auth import ReadAccess, SubmitAccess
 from taskservice.api.deps import ListenerDep, MetricsDep, PoolDep, RegistryDep, SettingsDep
 from taskservice.models.batches import BatchCreate, BatchCreated, BatchPublic
 from taskservice.models.tasks import PG_BIGINT_MAX
@@ -31,11 +32,16 @@ async def submit_batch(
     reg: RegistryDep,
     settings: SettingsDep,
     metrics: MetricsDep,
+    access: SubmitAccess,
 ) -> BatchCreated:
     """Up to 1,000 tasks in one transaction: all stored, or none (a 422 names
     each wrong item by its index). The ids come back in the order given."""
     created = await service.submit_batch(
-        pool=pool, registry=reg, request=body, callbacks=CallbackRules.from_settings(settings)
+        pool=pool,
+        registry=reg,
+        request=body,
+        callbacks=CallbackRules.from_settings(settings),
+        owner=access.key_id,
     )
     for item in body.tasks:
         metrics.submitted.labels(item.type, item.queue or "default").inc()
@@ -48,6 +54,7 @@ async def get_batch(
     batch_id: BatchId,
     pool: PoolDep,
     listener: ListenerDep,
+    access: ReadAccess,
     wait: Annotated[
         float,
         Query(
@@ -60,6 +67,10 @@ async def get_batch(
     """A batch's tasks per status and whether all have ended (`done`)."""
     if wait > 0:
         return await events.wait_for_batch(
-            pool=pool, listener=listener, batch_id=batch_id, seconds=wait
+            pool=pool,
+            listener=listener,
+            batch_id=batch_id,
+            seconds=wait,
+            owner=access.owner_filter,
         )
-    return await service.get_batch(pool=pool, batch_id=batch_id)
+    return await service.get_batch(pool=pool, batch_id=batch_id, owner=access.owner_filter)

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import StreamingResponse
 
+from taskservice.api.auth import ReadAccess
 from taskservice.api.deps import ListenerDep, PoolDep, SettingsDep
 from taskservice.models.tasks import PG_BIGINT_MAX, TaskStatus
 from taskservice.services import events
@@ -41,12 +42,16 @@ async def _sse(stream: AsyncIterator[events.StreamEvent]) -> AsyncIterator[str]:
     "/tasks/{task_id}/events", response_class=StreamingResponse, responses={**_STREAM_DOC, 404: {}}
 )
 async def task_events(
-    task_id: Annotated[int, Path(ge=1, le=PG_BIGINT_MAX)], pool: PoolDep, listener: ListenerDep
+    task_id: Annotated[int, Path(ge=1, le=PG_BIGINT_MAX)],
+    pool: PoolDep,
+    listener: ListenerDep,
+    access: ReadAccess,
 ) -> StreamingResponse:
     """The task's state (`task`), its `status` changes and `progress` as they
     happen, and its final state (`task`) after which the stream ends."""
-    await get_task(pool=pool, task_id=task_id)  # a 404 before the stream starts
-    stream = events.task_stream(pool=pool, listener=listener, task_id=task_id)
+    owner = access.owner_filter
+    await get_task(pool=pool, task_id=task_id, owner=owner)  # a 404 before the stream starts
+    stream = events.task_stream(pool=pool, listener=listener, task_id=task_id, owner=owner)
     return StreamingResponse(_sse(stream), media_type="text/event-stream", headers=_SSE_HEADERS)
 
 
@@ -55,6 +60,7 @@ async def all_events(
     pool: PoolDep,
     listener: ListenerDep,
     settings: SettingsDep,
+    access: ReadAccess,
     type: Annotated[list[str] | None, Query(description="Only these task types.")] = None,
     queue: Annotated[list[str] | None, Query(description="Only these queues.")] = None,
     status: Annotated[list[TaskStatus] | None, Query(description="Only these statuses.")] = None,
@@ -74,6 +80,7 @@ async def all_events(
         types=frozenset(type or ()),
         queues=frozenset(queue or ()),
         statuses=frozenset(s.value for s in status or ()),
+        owner=access.owner_filter,
     )
     stream = events.all_tasks_stream(
         pool=pool,

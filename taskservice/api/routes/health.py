@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response, status
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from taskservice.api.auth import MetricsAccess
 from taskservice.api.deps import MetricsDep, PoolDep
 from taskservice.models.tasks import Health
 from taskservice.services import health as health_service
@@ -33,7 +34,9 @@ async def live() -> dict[str, str]:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-async def metrics_endpoint(pool: PoolDep, metrics: MetricsDep) -> PlainTextResponse:
+async def metrics_endpoint(
+    pool: PoolDep, metrics: MetricsDep, _: MetricsAccess
+) -> PlainTextResponse:
     """Prometheus metrics; queue depth is read from PostgreSQL on each scrape."""
     await queue_service.read_queue_depth(pool=pool, metrics=metrics)
     return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from taskservice.api.auth import ReadAccess
 from taskservice.api.deps import PoolDep, RegistryDep
 from taskservice.models.tasks import QueuePublic
 from taskservice.services import queues as queue_service
@@ -14,13 +15,13 @@ router = APIRouter()
 
 
 @router.get("/queues", response_model=list[QueuePublic])
-async def queues(pool: PoolDep) -> list[QueuePublic]:
+async def queues(pool: PoolDep, _: ReadAccess) -> list[QueuePublic]:
     """Every queue with its tasks per status and the wait of its oldest due task."""
     return await queue_service.list_queues(pool=pool)
 
 
 @router.get("/task-types")
-async def task_types(reg: RegistryDep) -> dict[str, Any]:
+async def task_types(reg: RegistryDep, _: ReadAccess) -> dict[str, Any]:
     """The task types this deployment runs, with the JSON schema of their params."""
     return {
         name: {

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response, status
 
+from taskservice.api.auth import AdminAccess, ReadAccess
 from taskservice.api.deps import PoolDep, RegistryDep, SettingsDep
 from taskservice.models.schedules import (
     ScheduleCreate,
@@ -25,13 +26,16 @@ ScheduleId = Annotated[int, Path(ge=1, le=PG_BIGINT_MAX, description="The schedu
 @router.get("", response_model=ScheduledJobsPublic)
 async def list_jobs(
     pool: PoolDep,
+    access: ReadAccess,
     include: Annotated[
         Literal["one_off"] | None,
         Query(description="`one_off` adds single tasks waiting for a future time."),
     ] = None,
 ) -> ScheduledJobsPublic:
     """Every schedule (from code and from the API), and optionally future single tasks."""
-    return await scheduling.list_schedules(pool=pool, include_one_off=include == "one_off")
+    return await scheduling.list_schedules(
+        pool=pool, include_one_off=include == "one_off", owner=access.owner_filter
+    )
 
 
 @router.post(
@@ -42,18 +46,23 @@ async def create(
     response: Response,
     pool: PoolDep,
     reg: RegistryDep,
+    access: AdminAccess,
     settings: SettingsDep,
 ) -> SchedulePublic:
     """Create a schedule; its type, params, cron and time zone are checked first."""
     schedule = await scheduling.create_schedule(
-        pool=pool, registry=reg, request=body, callbacks=CallbackRules.from_settings(settings)
+        pool=pool,
+        registry=reg,
+        request=body,
+        owner=access.key_id,
+        callbacks=CallbackRules.from_settings(settings),
     )
     response.headers["Location"] = f"/scheduler/jobs/{schedule.id}"
     return schedule
 
 
 @router.get("/{schedule_id}", response_model=SchedulePublic, responses={404: {}})
-async def get(schedule_id: ScheduleId, pool: PoolDep) -> SchedulePublic:
+async def get(schedule_id: ScheduleId, pool: PoolDep, _: ReadAccess) -> SchedulePublic:
     """One schedule with its next and last run and its run counts."""
     return await scheduling.get_schedule(pool=pool, schedule_id=schedule_id)
 
@@ -64,6 +73,7 @@ async def update(
     body: ScheduleUpdate,
     pool: PoolDep,
     reg: RegistryDep,
+    _: AdminAccess,
     settings: SettingsDep,
 ) -> SchedulePublic:
     """Change a schedule made through the API (timing, params, enabled, ...)."""
@@ -79,19 +89,19 @@ async def update(
 @router.delete(
     "/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT, responses={404: {}, 409: {}}
 )
-async def delete(schedule_id: ScheduleId, pool: PoolDep) -> None:
+async def delete(schedule_id: ScheduleId, pool: PoolDep, _: AdminAccess) -> None:
     """Delete a schedule made through the API; tasks it already made stay."""
     await scheduling.delete_schedule(pool=pool, schedule_id=schedule_id)
 
 
 @router.post("/{schedule_id}/pause", response_model=SchedulePublic, responses={404: {}})
-async def pause(schedule_id: ScheduleId, pool: PoolDep) -> SchedulePublic:
+async def pause(schedule_id: ScheduleId, pool: PoolDep, _: AdminAccess) -> SchedulePublic:
     """Stop deferring runs (code-declared schedules too)."""
     return await scheduling.set_schedule_enabled(pool=pool, schedule_id=schedule_id, enabled=False)
 
 
 @router.post("/{schedule_id}/resume", response_model=SchedulePublic, responses={404: {}})
-async def resume(schedule_id: ScheduleId, pool: PoolDep) -> SchedulePublic:
+async def resume(schedule_id: ScheduleId, pool: PoolDep, _: AdminAccess) -> SchedulePublic:
     """Start again from the next due time; runs due while paused are skipped."""
     return await scheduling.set_schedule_enabled(pool=pool, schedule_id=schedule_id, enabled=True)
 
@@ -102,6 +112,8 @@ async def resume(schedule_id: ScheduleId, pool: PoolDep) -> SchedulePublic:
     response_model=TaskPublic,
     responses={404: {}},
 )
-async def run_now(schedule_id: ScheduleId, pool: PoolDep, reg: RegistryDep) -> TaskPublic:
+async def run_now(
+    schedule_id: ScheduleId, pool: PoolDep, reg: RegistryDep, _: AdminAccess
+) -> TaskPublic:
     """Defer one run now, whatever the timing; returns the task."""
     return await scheduling.run_schedule_now(pool=pool, registry=reg, schedule_id=schedule_id)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
 
+from taskservice.api.auth import ReadAccess, SubmitAccess
 from taskservice.api.deps import ListenerDep, MetricsDep, PoolDep, RegistryDep, SettingsDep
 from taskservice.models.tasks import (
     PG_BIGINT_MAX,
@@ -47,6 +48,7 @@ async def submit(
     reg: RegistryDep,
     settings: SettingsDep,
     metrics: MetricsDep,
+    access: SubmitAccess,
     idempotency_key: IdempotencyKey = None,
 ) -> TaskPublic:
     """Submit a task; its params are checked against its type before it is stored."""
@@ -56,11 +58,12 @@ async def submit(
         request=body,
         idempotency_key=idempotency_key,
         idempotency_retention_seconds=settings.idempotency_retention_seconds,
+        owner=access.key_id,
         callbacks=CallbackRules.from_settings(settings),
     )
     response.headers["Location"] = f"/tasks/{task.id}"
     if created:
-        metrics.submitted.labels(task.type, task.queue).inc()
+        metrics.submitted.labels(task.type, metrics.queue_label(task.queue)).inc()
     else:
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
@@ -68,15 +71,19 @@ async def submit(
 
 
 @router.get("/tasks", response_model=TasksPublic)
-async def list_tasks(filters: Annotated[TaskFilters, Query()], pool: PoolDep) -> TasksPublic:
-    """Tasks newest first, filtered; follow `next_cursor` for the next page."""
-    return await service.list_tasks(pool=pool, filters=filters)
+async def list_tasks(
+    filters: Annotated[TaskFilters, Query()], pool: PoolDep, access: ReadAccess
+) -> TasksPublic:
+    """Tasks newest first, filtered; follow `next_cursor` for the next page. A
+    key without `admin` sees only its own tasks."""
+    return await service.list_tasks(pool=pool, filters=filters, owner=access.owner_filter)
 
 
 @router.get("/tasks/{task_id}", response_model=TaskPublic, responses={404: {}})
 async def get_task(
     task_id: TaskId,
     pool: PoolDep,
+    access: ReadAccess,
     listener: ListenerDep,
     wait: Annotated[
         float,
@@ -87,13 +94,16 @@ async def get_task(
         ),
     ] = 0,
 ) -> TaskPublic:
-    """One task with its status, result, error and every attempt; with `wait`,
-    as soon as it reaches a final status (or as it is when the wait runs out)."""
+    """One task with its status, result, error and every attempt (another key's
+    task is a 404 to a key without `admin`); with `wait`, as soon as it reaches
+    a final status (or as it is when the wait runs out)."""
     if wait > 0:
         return await events.wait_for_task(
-            pool=pool, listener=listener, task_id=task_id, seconds=wait
+            pool=pool, listener=listener, task_id=task_id, seconds=wait, owner=access.owner_filter
         )
-    return await service.get_task(pool=pool, task_id=task_id, with_history=True)
+    return await service.get_task(
+        pool=pool, task_id=task_id, with_history=True, owner=access.owner_filter
+    )
 
 
 @router.delete(
@@ -102,18 +112,18 @@ async def get_task(
     responses={202: {"model": TaskPublic}, 404: {}, 409: {}},
 )
 async def cancel(
-    task_id: TaskId, response: Response, pool: PoolDep, metrics: MetricsDep
+    task_id: TaskId, response: Response, pool: PoolDep, metrics: MetricsDep, access: SubmitAccess
 ) -> TaskPublic:
     """Cancel a pending task (200), or ask a running one to stop (202)."""
-    task = await service.cancel_task(pool=pool, task_id=task_id)
+    task = await service.cancel_task(pool=pool, task_id=task_id, owner=access.owner_filter)
     if task.status is TaskStatus.CANCELLED:
-        metrics.cancelled.labels(task.type, task.queue).inc()
+        metrics.cancelled.labels(task.type, metrics.queue_label(task.queue)).inc()
     else:  # running: its worker counts it when it stops
         response.status_code = status.HTTP_202_ACCEPTED
     return task
 
 
 @router.post("/tasks/{task_id}/retry", response_model=TaskPublic, responses={404: {}, 409: {}})
-async def retry(task_id: TaskId, pool: PoolDep) -> TaskPublic:
+async def retry(task_id: TaskId, pool: PoolDep, access: SubmitAccess) -> TaskPublic:
     """Run a failed or cancelled task again: a new attempt of the same task."""
-    return await service.retry_task(pool=pool, task_id=task_id)
+    return await service.retry_task(pool=pool, task_id=task_id, owner=access.owner_filter)

@@ -103,3 +103,83 @@ async def test_oldest_pending_counts_from_when_a_task_became_due(
     await submit(up_client, type="echo", params={"value": 2}, queue="late")  # due now
     text = (await up_client.get("/metrics")).text
     assert 29 < value(text, "taskservice_queue_oldest_pending_seconds", queue="late") < 40
+
+
+def _samples(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def _queue_labels(text: str) -> set[str]:
+    return set(re.findall(r'queue="([^"]*)"', text))
+
+
+async def test_client_chosen_queue_names_do_not_grow_the_series(
+    up_client: httpx.AsyncClient,
+) -> None:
+    """Every label value is a series kept for the life of the process: 1,000 queue
+    names from clients must not make 1,000 of each."""
+    for n in range(1000):
+        await submit(up_client, type="echo", params={"value": n}, queue=f"q{n}")
+    text = (await up_client.get("/metrics")).text
+    labels = _queue_labels(text)
+    # default and taskservice are always known; 50 first-seen names; the rest: other.
+    assert len(labels) <= 50 + 1 + 1
+    assert "other" in labels
+    assert len(_samples(text)) < 400
+    # Nothing is lost in the bucket: the counts still add up.
+    assert (
+        sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in _samples(text)
+            if line.startswith("taskservice_tasks_submitted_total{")
+        )
+        == 1000
+    )
+    assert (
+        sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in _samples(text)
+            if line.startswith("taskservice_queue_tasks{") and 'status="pending"' in line
+        )
+        == 1000
+    )
+
+
+async def test_configured_queues_keep_their_label_past_the_bound(
+    settings: Settings, registry: TaskRegistry
+) -> None:
+    metrics = Metrics.from_settings(
+        settings.model_copy(update={"metrics_queues": ["mail"], "metrics_max_queues": 2})
+    )
+    assert [metrics.queue_label(q) for q in ("a", "b", "c", "mail", "default", "a")] == [
+        "a",
+        "b",
+        "other",
+        "mail",
+        "default",
+        "a",
+    ]
+
+
+async def test_worker_counts_runs_in_bounded_queue_labels(
+    settings: Settings, registry: TaskRegistry, up_client: httpx.AsyncClient
+) -> None:
+    metrics = Metrics(max_queues=5)
+    async with running_worker(settings, registry, metrics=metrics):
+        tasks = [
+            await submit(up_client, type="echo", params={"value": n}, queue=f"w{n}")
+            for n in range(40)
+        ]
+        for task in tasks:
+            await wait_for_status(up_client, task["id"], "completed")
+    text = metrics.render().decode()
+    assert _queue_labels(text) <= {"w0", "w1", "w2", "w3", "w4", "other", "default", "taskservice"}
+    assert value(text, "taskservice_tasks_completed_total", type="echo", queue="other") == 35
+
+
+async def test_unknown_http_methods_share_one_label(up_client: httpx.AsyncClient) -> None:
+    for n in range(30):
+        await up_client.request(f"M{n}", "/tasks")
+    text = (await up_client.get("/metrics")).text
+    methods = set(re.findall(r'method="([^"]*)"', text))
+    assert methods <= {"GET", "POST", "other"}

@@ -40,8 +40,21 @@ async def test_unknown_type_is_422_listing_known_types(client: httpx.AsyncClient
     assert response.status_code == 422
     [error] = response.json()["detail"]
     assert error["loc"] == ["body", "type"]
-    assert "known types: echo, fail, flaky, nap, sleep, sync_wait" in error["msg"]
-    assert error["ctx"]["known_types"] == ["echo", "fail", "flaky", "nap", "sleep", "sync_wait"]
+    assert (
+        "known types: echo, fail, flaky, nap, picky, picky_fail, recorded, sleep, sync_wait"
+        in (error["msg"])
+    )
+    assert error["ctx"]["known_types"] == [
+        "echo",
+        "fail",
+        "flaky",
+        "nap",
+        "picky",
+        "picky_fail",
+        "recorded",
+        "sleep",
+        "sync_wait",
+    ]
 
 
 async def test_bad_params_are_422_naming_the_param(client: httpx.AsyncClient) -> None:
@@ -230,7 +243,8 @@ async def test_dropped_database_connections_are_503_then_recover(
     try:
         await admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name = 'taskservice-api' AND pid <> pg_backend_pid()"
+            "WHERE application_name = 'taskservice-api' AND datname = current_database() "
+            "AND pid <> pg_backend_pid()"
         )
     finally:
         await admin.close()

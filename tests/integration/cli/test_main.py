@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import psycopg
 
 from tests.live_service import free_port, running_service
 
@@ -124,3 +125,39 @@ def test_bad_task_module_fails_with_a_message(database_url: str) -> None:
     )
     assert result.returncode == 2
     assert "cannot import task module 'no_such_module'" in result.stderr
+
+
+def test_up_honours_migrate_on_start(database_url: str, tmp_path: Path) -> None:
+    """With TASKSERVICE_MIGRATE_ON_START=false `up` does not migrate: it starts even
+    while another `migrate` holds the migration lock."""
+    from taskservice.store.migrate import _ADVISORY_LOCK_KEY  # the lock migrate takes first
+
+    with psycopg.connect(database_url, autocommit=True) as other_migrate:
+        other_migrate.execute("SELECT pg_advisory_lock(%s)", (_ADVISORY_LOCK_KEY,))
+        env = _env(
+            DATABASE_URL=database_url,
+            TASKSERVICE_MIGRATE_ON_START="false",
+            TASKSERVICE_DATA_DIR=str(tmp_path / "data"),
+        )
+        with running_service(env, tmp_path, "--concurrency", "1") as base:
+            status, health = _http("GET", f"{base}/health/ready")
+    assert status == 200, health
+
+
+def test_migrate_behind_a_held_lock_fails_with_a_message(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as analyst:
+        # New views to apply, and an analyst's open transaction that read them.
+        analyst.execute("DELETE FROM taskservice.schema_migrations WHERE name LIKE 'views-%'")
+        analyst.execute("BEGIN")
+        analyst.execute("SELECT count(*) FROM taskservice.tasks")
+        result = _taskservice(
+            "migrate",
+            DATABASE_URL=database_url,
+            TASKSERVICE_MIGRATE_LOCK_TIMEOUT_SECONDS="0.2",
+            TASKSERVICE_MIGRATE_LOCK_WAIT_SECONDS="1",
+        )
+        pid = analyst.info.backend_pid
+    assert result.returncode == 2, result.stderr
+    assert "the views could not take its lock" in result.stderr
+    assert f"pid {pid}" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -81,3 +81,30 @@ async def test_unique_key_is_free_again_once_the_task_ran(
     second = await client.post("/tasks", json={**BODY, "unique_key": "nightly"})
     assert second.status_code == 201
     assert second.json()["unique_key"] == "nightly"
+
+
+async def test_same_key_other_params_is_409(client: httpx.AsyncClient) -> None:
+    """The fingerprint covers `params`, not only the envelope."""
+    first = await client.post(
+        "/tasks", json={"type": "echo", "params": {"value": 1}}, headers={"Idempotency-Key": "k5"}
+    )
+    other = await client.post(
+        "/tasks", json={"type": "echo", "params": {"value": 2}}, headers={"Idempotency-Key": "k5"}
+    )
+    assert first.status_code == 201
+    assert other.status_code == 409
+    assert other.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+
+
+async def test_retry_onto_a_taken_unique_key_is_409_naming_the_holder(
+    client: httpx.AsyncClient,
+) -> None:
+    first = await submit(client, **BODY, unique_key="daily", delay_seconds=60)
+    assert (await client.delete(f"/tasks/{first['id']}")).status_code == 200
+    holder = await submit(client, **BODY, unique_key="daily", delay_seconds=60)
+    response = await client.post(f"/tasks/{first['id']}/retry")
+    assert response.status_code == 409, response.text
+    [error] = response.json()["detail"]
+    assert error["type"] == "unique_key_taken"
+    assert error["ctx"]["task_id"] == holder["id"]
+    assert (await client.get(f"/tasks/{first['id']}")).json()["status"] == "cancelled"

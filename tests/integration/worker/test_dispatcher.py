@@ -122,6 +122,35 @@ async def _missed_runs(
     assert datetime_of(schedule["next_run_at"]) > dt.datetime.now(dt.UTC)
 
 
+async def test_a_due_run_found_again_is_not_deferred_twice(
+    client: httpx.AsyncClient,
+    queue_app: procrastinate.App,
+    registry: TaskRegistry,
+    db: asyncpg.Connection,
+) -> None:
+    """The (schedule, due time) key alone makes dispatch exactly once: with the
+    schedule's next_run_at set back to a due time already dispatched, a second
+    dispatch defers nothing."""
+    created = await client.post(
+        "/scheduler/jobs",
+        json={"name": "hourly", "type": "echo", "params": {"value": 1}, "cron": "0 * * * *"},
+    )
+    schedule_id = created.json()["id"]
+    due_at = await db.fetchval("SELECT date_trunc('hour', now())")
+    set_back = "UPDATE taskservice.schedules SET next_run_at = $2 WHERE id = $1"
+    await db.execute(set_back, schedule_id, due_at)
+    assert isinstance(queue_app.connector, procrastinate.PsycopgConnector)
+    assert await dispatch_due(queue_app.connector, registry) == 1
+    await db.execute(set_back, schedule_id, due_at)
+    assert await dispatch_due(queue_app.connector, registry) == 0
+    jobs = await db.fetchval("SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'echo'")
+    runs = await db.fetch(
+        "SELECT due_at, job_id FROM taskservice.schedule_runs WHERE schedule_id = $1", schedule_id
+    )
+    assert jobs == 1
+    assert [(r["due_at"], r["job_id"] is not None) for r in runs] == [(due_at, True)]
+
+
 def datetime_of(value: str) -> dt.datetime:
     return dt.datetime.fromisoformat(value)
 

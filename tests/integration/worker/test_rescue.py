@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
 
 import httpx
 
@@ -18,40 +13,7 @@ from taskservice.registry import TaskRegistry
 from taskservice.settings import Settings
 from tests.conftest import running_worker
 from tests.helpers import submit, wait_for_status
-
-ROOT = Path(__file__).resolve().parents[3]
-FAST_RESCUE = {
-    "worker_heartbeat_seconds": 0.5,
-    "stalled_after_seconds": 2.0,
-    "rescue_interval_seconds": 1,
-}
-
-
-@contextmanager
-def worker_process(database_url: str, grace: float = 5.0) -> Iterator[subprocess.Popen[bytes]]:
-    """`taskservice worker` in its own process, as deployed."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "TASKSERVICE_TASK_MODULES": "tests.task_types",
-        "TASKSERVICE_MIGRATE_ON_START": "false",
-        "TASKSERVICE_POLL_INTERVAL": "0.2",
-        "TASKSERVICE_SHUTDOWN_GRACE_SECONDS": str(grace),
-        **{f"TASKSERVICE_{k.upper()}": str(v) for k, v in FAST_RESCUE.items()},
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "taskservice", "worker", "--concurrency", "2"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
+from tests.processes import FAST_RESCUE, worker_process
 
 
 def _exit_within(process: subprocess.Popen[bytes], seconds: float) -> float:
@@ -72,7 +34,7 @@ async def test_task_of_a_killed_worker_is_finished_by_another(
 
     async with running_worker(settings.model_copy(update=FAST_RESCUE), registry):
         done = await wait_for_status(client, task["id"], "completed", within=20)
-    assert done["attempts"] == 2
+    assert done["attempts"] == 1  # a lost worker is not the task's fault
     first, second = done["attempt_history"]
     assert first["outcome"] == "retry"
     assert first["error"]["type"] == "worker_lost"
@@ -108,5 +70,40 @@ async def test_sigterm_past_the_grace_period_puts_tasks_back_in_the_queue(
     for task in tasks:
         back = (await client.get(f"/tasks/{task['id']}")).json()
         assert back["status"] == "pending", back
+        assert back["attempts"] == 0  # a stopped worker is not the task's fault
         assert back["error"]["type"] == "worker_shutdown"
         assert back["attempt_history"][0]["outcome"] == "retry"
+
+
+async def test_a_killed_worker_does_not_use_up_attempts_or_hit_retry_on(
+    client: httpx.AsyncClient, settings: Settings, registry: TaskRegistry, database_url: str
+) -> None:
+    """`picky` retries only ConnectionError and TimeoutError, and the task may
+    run once: a lost worker is neither, and is not an attempt, so it runs again."""
+    with worker_process(database_url) as doomed:
+        task = await submit(client, type="picky", params={"seconds": 1}, max_attempts=1)
+        await wait_for_status(client, task["id"], "in_progress", within=15)
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(timeout=10)
+    async with running_worker(settings.model_copy(update=FAST_RESCUE), registry):
+        done = await wait_for_status(client, task["id"], "completed", within=20)
+    assert done["attempts"] == 1
+    assert [run["outcome"] for run in done["attempt_history"]] == ["retry", "succeeded"]
+
+
+async def test_a_task_that_loses_its_worker_too_often_fails_as_worker_lost(
+    client: httpx.AsyncClient, settings: Settings, registry: TaskRegistry, database_url: str
+) -> None:
+    """With max_worker_losses 1, the first kill -9 under a max_attempts 1 task fails it."""
+    with worker_process(database_url, max_worker_losses=1) as doomed:
+        task = await submit(client, type="sleep", params={"seconds": 30}, max_attempts=1)
+        await wait_for_status(client, task["id"], "in_progress", within=15)
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(timeout=10)
+    rescuer = settings.model_copy(update={**FAST_RESCUE, "max_worker_losses": 1})
+    async with running_worker(rescuer, registry):
+        failed = await wait_for_status(client, task["id"], "failed", within=20)
+    assert failed["error"]["type"] == "worker_lost"
+    assert failed["attempts"] == 1
+    [run] = failed["attempt_history"]
+    assert (run["outcome"], run["error"]["type"]) == ("failed", "worker_lost")

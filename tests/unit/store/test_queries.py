@@ -36,4 +36,4 @@ def test_duplicate_names_are_refused() -> None:
 
 
 def test_shipped_queries_parse() -> None:
-    assert {"get_task", "list_tasks", "cancel_task", "record_task_success"} <= set(all_queries())
+    assert {"get_task", "list_tasks", "cancel_task", "end_run"} <= set(all_queries())
