@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from typing import Any
 
@@ -64,8 +65,13 @@ async def _check_rate_limited(
         await asyncio.sleep(0.2)  # the last notifications
     finally:
         await listener.close()
-    # 1,000 reports, but one write per interval (plus the first and the last).
-    assert 2 <= len(writes) <= seconds / MIN_INTERVAL_SECONDS + 3, len(writes)
+    # 1,000 reports, but one write per interval of the run (which a busy
+    # machine stretches), plus the first and the last.
+    ran = dt.datetime.fromisoformat(done["finished_at"]) - dt.datetime.fromisoformat(
+        done["started_at"]
+    )
+    assert 2 <= len(writes) <= ran.total_seconds() / MIN_INTERVAL_SECONDS + 2, len(writes)
+    assert len(writes) < 50  # of 1,000 reports
     assert writes[-1]["fraction"] == 1.0
     assert done["progress"]["message"] == "step 1000"
 
