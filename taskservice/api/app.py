@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from taskservice.api.errors import install_error_handlers
 from taskservice.api.request_metrics import observe_requests
-from taskservice.api.routes import health, queues, schedules, tasks
+from taskservice.api.routes import batches, events, health, queues, schedules, tasks
 from taskservice.metrics import Metrics
 from taskservice.registry import TaskRegistry, load_registry
 from taskservice.services.health import WorkerProbe
@@ -18,6 +18,7 @@ from taskservice.services.keys import prepare_access
 from taskservice.services.schedules import code_schedules, sync_code_schedules
 from taskservice.settings import Settings
 from taskservice.store import asyncpg_driver as db
+from taskservice.store.listener import EventListener
 from taskservice.store.migrate import migrate_as_configured
 
 
@@ -51,7 +52,10 @@ def create_app(
             command_timeout=settings.api_command_timeout_seconds,
             session_settings=settings.session_guards(),
         )
+        listener = EventListener(database_url)
         try:
+            await listener.start()
+            app.state.listener = listener
             app.state.pool = pool
             app.state.registry = task_registry
             app.state.settings = settings
@@ -62,6 +66,7 @@ def create_app(
             await sync_code_schedules(pool=pool, schedules=code_schedules(settings, task_registry))
             yield
         finally:
+            await listener.stop()
             await pool.close()
 
     app = FastAPI(
@@ -78,6 +83,6 @@ def create_app(
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         )
     observe_requests(app, app_metrics)
-    for routes in (tasks, queues, schedules, health):
+    for routes in (batches, tasks, events, queues, schedules, health):
         app.include_router(routes.router)
     return app
