@@ -171,7 +171,8 @@ WHERE id IN (
 SELECT name FROM taskservice.schema_migrations ORDER BY name;
 
 -- name: ping
--- A worker's probe after losing the database: does a fresh connection answer?
+-- Does the connection answer? A worker's probe after losing the database, and
+-- the event listener's keep-alive (a half-open connection fails it).
 SELECT 1 AS answered;
 
 -- name: worker_heartbeat_if_registered
@@ -599,10 +600,6 @@ WHERE e.id > :after_id
   AND (CAST(:owner AS bigint) IS NULL OR r.owner_key_id = :owner)
 ORDER BY e.id
 LIMIT :limit;
-
--- name: ping
--- The event listener's keep-alive: a half-open connection fails it.
-SELECT 1;
 
 -- name: prune_batches
 -- Batches whose tasks are all gone (pruned with the retention) and that are
