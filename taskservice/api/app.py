@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from taskservice.api.errors import install_error_handlers
 from taskservice.api.request_metrics import observe_requests
-from taskservice.api.routes import health, queues, schedules, tasks
+from taskservice.api.routes import activity, dashboard, health, keys, queues, schedules, tasks
 from taskservice.metrics import Metrics
 from taskservice.registry import TaskRegistry, load_registry
 from taskservice.services.keys import prepare_access
@@ -67,6 +67,6 @@ def create_app(
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         )
     observe_requests(app, app_metrics)
-    for routes in (tasks, queues, schedules, health):
+    for routes in (tasks, queues, schedules, health, activity, keys, dashboard):
         app.include_router(routes.router)
     return app
