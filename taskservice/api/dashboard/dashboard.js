@@ -80,8 +80,7 @@ function scrollTable(label, head, rows) {
 }
 
 function announce(text) {
-  const live = document.getElementById("live");
-  live.textContent = text;
+  document.getElementById("announcer").textContent = text;
 }
 
 function showError(container, error) {
@@ -709,7 +708,7 @@ function submitView(view, params) {
     const required = new Set(schema.required || []);
     const props = Object.entries(schema.properties || {});
     const error = h("div", { class: "error", role: "alert", id: "submit-error" });
-    const form = h("form", { class: "card", id: "submit-form", "aria-describedby": "type-description", novalidate: null },
+    const form = h("form", { class: "card", id: "submit-form", "aria-describedby": "type-description", novalidate: true },
       h("fieldset", {}, h("legend", {}, `Params of ${chosen}`),
         props.length ? props.map(([name, s]) => paramControl(name, resolveSchema(s, schema), required.has(name))) : h("p", {}, "This type takes no params.")),
       h("details", {}, h("summary", {}, "Options"),
