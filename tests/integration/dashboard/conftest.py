@@ -90,6 +90,8 @@ def service_env(database_url: str, data_dir: Path) -> dict[str, str]:
         TASKSERVICE_DATA_DIR=str(data_dir),
         TASKSERVICE_POLL_INTERVAL="0.2",
         TASKSERVICE_LOG_FORMAT="text",
+        # Tests leave long tasks running: stopping must not wait for them.
+        TASKSERVICE_SHUTDOWN_GRACE_SECONDS="1",
     )
     return env
 
