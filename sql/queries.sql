@@ -615,3 +615,46 @@ WITH gone AS (
     RETURNING 1
 )
 SELECT count(*) AS deleted FROM gone;
+
+-- The dashboard's reads: what the service has been doing lately.
+
+-- name: task_throughput
+-- Tasks completed and failed per minute over the last :minutes minutes, this
+-- one included, zeros where none ended. Reads the finished tasks of that window
+-- through task_records_finished_at_idx; the service's own jobs are left out.
+WITH minutes AS (
+    SELECT generate_series(
+        date_trunc('minute', now()) - make_interval(mins => CAST(:minutes AS int) - 1),
+        date_trunc('minute', now()),
+        interval '1 minute'
+    ) AS minute
+), finished AS (
+    SELECT
+        date_trunc('minute', r.finished_at) AS minute,
+        count(*) FILTER (WHERE j.status = 'succeeded') AS completed,
+        count(*) FILTER (WHERE j.status = 'failed') AS failed
+    FROM taskservice.task_records AS r
+    JOIN procrastinate_jobs AS j ON j.id = r.job_id
+    WHERE r.finished_at >= date_trunc('minute', now())
+            - make_interval(mins => CAST(:minutes AS int) - 1)
+      AND j.task_name NOT LIKE 'taskservice.%'
+    GROUP BY 1
+)
+SELECT m.minute, coalesce(f.completed, 0) AS completed, coalesce(f.failed, 0) AS failed
+FROM minutes AS m
+LEFT JOIN finished AS f ON f.minute = m.minute
+ORDER BY m.minute;
+
+-- name: list_workers
+-- Every registered worker (Procrastinate removes stalled ones), with the age of
+-- its last heartbeat and its running tasks (the index on worker_id among doing).
+SELECT
+    w.id,
+    w.last_heartbeat,
+    EXTRACT(EPOCH FROM now() - w.last_heartbeat)::float8 AS heartbeat_age_seconds,
+    (
+        SELECT count(*) FROM procrastinate_jobs AS j
+        WHERE j.worker_id = w.id AND j.status = 'doing'
+    ) AS running
+FROM procrastinate_workers AS w
+ORDER BY w.id;

@@ -10,7 +10,17 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from taskservice.api.errors import install_error_handlers
 from taskservice.api.request_metrics import observe_requests
-from taskservice.api.routes import batches, events, health, queues, schedules, tasks
+from taskservice.api.routes import (
+    activity,
+    batches,
+    dashboard,
+    events,
+    health,
+    keys,
+    queues,
+    schedules,
+    tasks,
+)
 from taskservice.metrics import Metrics
 from taskservice.registry import TaskRegistry, load_registry
 from taskservice.services.health import WorkerProbe
@@ -83,6 +93,6 @@ def create_app(
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         )
     observe_requests(app, app_metrics)
-    for routes in (batches, tasks, events, queues, schedules, health):
+    for routes in (batches, tasks, events, queues, schedules, health, activity, keys, dashboard):
         app.include_router(routes.router)
     return app
