@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from taskservice.models.activity import ThroughputMinute, ThroughputPublic, WorkerPublic
-from taskservice.services.health import LIVE_WORKER_SECONDS
 from taskservice.store import asyncpg_driver as db
 
 
-async def list_workers(*, pool: db.Pool) -> list[WorkerPublic]:
-    """Every registered worker with its heartbeat's age and its running tasks (one query)."""
+async def list_workers(*, pool: db.Pool, live_within_seconds: float) -> list[WorkerPublic]:
+    """Every registered worker with its heartbeat's age and its running tasks (one
+    query); alive while its heartbeat is younger than `live_within_seconds`."""
     return [
         WorkerPublic(
             id=row["id"],
             last_heartbeat=row["last_heartbeat"],
             heartbeat_age_seconds=row["heartbeat_age_seconds"],
-            alive=row["heartbeat_age_seconds"] < LIVE_WORKER_SECONDS,
+            alive=row["heartbeat_age_seconds"] < live_within_seconds,
             running=row["running"],
         )
         for row in await db.fetch(pool, "list_workers")

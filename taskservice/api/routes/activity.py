@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from taskservice.api.auth import ReadAccess
-from taskservice.api.deps import PoolDep
+from taskservice.api.deps import PoolDep, SettingsDep
 from taskservice.models.activity import ThroughputPublic, WorkerPublic
 from taskservice.services import activity
 
@@ -15,9 +15,12 @@ router = APIRouter()
 
 
 @router.get("/workers", response_model=list[WorkerPublic])
-async def workers(pool: PoolDep, _: ReadAccess) -> list[WorkerPublic]:
-    """Every registered worker with its last heartbeat and the tasks it runs now."""
-    return await activity.list_workers(pool=pool)
+async def workers(pool: PoolDep, settings: SettingsDep, _: ReadAccess) -> list[WorkerPublic]:
+    """Every registered worker with its last heartbeat and the tasks it runs now;
+    alive while its heartbeat is younger than TASKSERVICE_STALLED_AFTER_SECONDS."""
+    return await activity.list_workers(
+        pool=pool, live_within_seconds=settings.stalled_after_seconds
+    )
 
 
 @router.get("/stats/throughput", response_model=ThroughputPublic)
