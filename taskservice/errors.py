@@ -50,6 +50,12 @@ class IdempotencyKeyReused(TaskServiceError):
         self.key = key
 
 
+class BatchNotFound(TaskServiceError):
+    def __init__(self, batch_id: int) -> None:
+        super().__init__(f"no batch with id {batch_id}")
+        self.batch_id = batch_id
+
+
 class ScheduleNotFound(TaskServiceError):
     def __init__(self, schedule_id: int) -> None:
         super().__init__(f"no schedule with id {schedule_id}")

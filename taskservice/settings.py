@@ -194,6 +194,35 @@ class Settings(BaseSettings):
         description="Comma-separated origins browsers may call the API from; empty: none.",
     )
 
+    callback_secret: SecretStr | None = Field(
+        default=None,
+        description="Key of the completion webhooks' HMAC-SHA256 signature "
+        "(Taskservice-Signature); unset: deliveries go out unsigned.",
+    )
+    callback_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated hosts callbacks may go to: a name, an address, "
+        "`.example.com` for its subdomains, or `*` for any public host. Empty: callbacks "
+        "are refused. A name resolving to a private, loopback or link-local address "
+        "needs that name or address listed exactly.",
+    )
+    callback_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Time limit of one webhook delivery attempt."
+    )
+    callback_max_attempts: int = Field(
+        default=8, ge=1, le=20, description="Delivery attempts of a webhook, the first included."
+    )
+    callback_backoff_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="Wait after a webhook's first failed attempt; doubles, up to 5 minutes.",
+    )
+    events_resume_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How far back GET /events replays changes after a Last-Event-ID.",
+    )
+
     def session_guards(self) -> dict[str, str]:
         """PostgreSQL settings for the API's and the workers' sessions, in ms (0: off)."""
         return {
@@ -203,7 +232,14 @@ class Settings(BaseSettings):
             ),
         }
 
-    @field_validator("task_modules", "queues", "metrics_queues", "cors_origins", mode="before")
+    @field_validator(
+        "task_modules",
+        "queues",
+        "metrics_queues",
+        "cors_origins",
+        "callback_allowed_hosts",
+        mode="before",
+    )
     @classmethod
     def _comma_list(cls, value: object) -> object:
         return _split_commas(value)

@@ -12,7 +12,17 @@ from taskservice.api.errors import install_error_handlers
 from taskservice.api.limits import limit_requests
 from taskservice.api.openapi import document_task_types
 from taskservice.api.request_metrics import observe_requests
-from taskservice.api.routes import health, queues, schedules, tasks
+from taskservice.api.routes import (
+    activity,
+    batches,
+    dashboard,
+    events,
+    health,
+    keys,
+    queues,
+    schedules,
+    tasks,
+)
 from taskservice.metrics import Metrics
 from taskservice.registry import TaskRegistry, load_registry
 from taskservice.services.health import WorkerProbe
@@ -20,6 +30,7 @@ from taskservice.services.keys import prepare_access
 from taskservice.services.schedules import code_schedules, sync_code_schedules
 from taskservice.settings import Settings
 from taskservice.store import asyncpg_driver as db
+from taskservice.store.listener import EventListener
 from taskservice.store.migrate import migrate_as_configured
 
 
@@ -53,7 +64,10 @@ def create_app(
             command_timeout=settings.api_command_timeout_seconds,
             session_settings=settings.session_guards(),
         )
+        listener = EventListener(database_url)
         try:
+            await listener.start()
+            app.state.listener = listener
             app.state.pool = pool
             app.state.registry = task_registry
             app.state.settings = settings
@@ -64,6 +78,7 @@ def create_app(
             await sync_code_schedules(pool=pool, schedules=code_schedules(settings, task_registry))
             yield
         finally:
+            await listener.stop()
             await pool.close()
 
     app = FastAPI(
@@ -81,7 +96,7 @@ def create_app(
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         )
     observe_requests(app, app_metrics)
-    for routes in (tasks, queues, schedules, health):
+    for routes in (batches, tasks, events, queues, schedules, health, activity, keys, dashboard):
         app.include_router(routes.router)
     document_task_types(app, task_registry)
     return app

@@ -11,11 +11,17 @@ from taskservice.registry import TaskRegistry
 from taskservice.services.health import WorkerProbe
 from taskservice.settings import Settings
 from taskservice.store import asyncpg_driver as db
+from taskservice.store.listener import EventListener
 
 
 def _pool(request: Request) -> db.Pool:
     pool: db.Pool = request.app.state.pool
     return pool
+
+
+def _listener(request: Request) -> EventListener:
+    listener: EventListener = request.app.state.listener
+    return listener
 
 
 def _registry(request: Request) -> TaskRegistry:
@@ -38,6 +44,7 @@ def _worker(request: Request) -> WorkerProbe | None:
     return worker
 
 
+ListenerDep = Annotated[EventListener, Depends(_listener)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
 PoolDep = Annotated[db.Pool, Depends(_pool)]
 RegistryDep = Annotated[TaskRegistry, Depends(_registry)]

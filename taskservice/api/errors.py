@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from taskservice.api.openapi import allowed_methods
 from taskservice.errors import (
+    BatchNotFound,
     DatabaseError,
     DatabaseUnavailable,
     IdempotencyKeyReused,
@@ -151,6 +152,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ScheduleNameTaken)
     async def schedule_name_taken(_: Request, exc: ScheduleNameTaken) -> JSONResponse:
         return _problem(409, ["body", "name"], str(exc), "name_taken")
+
+    @app.exception_handler(BatchNotFound)
+    async def batch_not_found(_: Request, exc: BatchNotFound) -> JSONResponse:
+        return _problem(404, ["path", "batch_id"], str(exc), "not_found")
 
     # A database that restarts or drops connections: the client may retry.
     app.add_exception_handler(DatabaseUnavailable, database_unavailable)

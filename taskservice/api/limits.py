@@ -4,7 +4,9 @@ and the time to send it, and the number of requests in progress at once."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterable
+from urllib.parse import parse_qs
 
 from fastapi import FastAPI
 from starlette.datastructures import Headers
@@ -16,6 +18,20 @@ from taskservice.settings import Settings
 # Probes and scrapes are answered even at the limit: an API that is busy is
 # not dead, and its metrics matter most then.
 UNLIMITED_PATHS = ("/health", "/metrics")
+# Event streams and long polls (GET /tasks/{id}?wait=) wait by design, on the one
+# shared listener rather than a connection each: counted, 100 of them would shut
+# the API. Their number is bounded by TASKSERVICE_MAX_CONNECTIONS instead.
+_STREAM = re.compile(r"/(tasks/[^/]+/)?events")
+_WAITABLE = re.compile(r"/tasks/[^/]+")
+
+
+def waits_by_design(scope: Scope) -> bool:
+    """Whether the request is an event stream or a long poll."""
+    path: str = scope["path"]
+    if _STREAM.fullmatch(path):
+        return True
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    return bool(_WAITABLE.fullmatch(path)) and "wait" in query
 
 
 def error_response(
@@ -116,7 +132,8 @@ class InFlightLimit:
     """At most `max_requests` requests in progress: one more is answered at once
     with 503 and Retry-After, rather than queued (where waiting would grow every
     client's latency without bound). Paths starting with one of `exempt`
-    (probes, metrics) are neither counted nor refused."""
+    (probes, metrics), event streams and long polls are neither counted nor
+    refused."""
 
     def __init__(
         self,
@@ -133,7 +150,11 @@ class InFlightLimit:
         self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(self.exempt):
+        if (
+            scope["type"] != "http"
+            or scope["path"].startswith(self.exempt)
+            or waits_by_design(scope)
+        ):
             await self.app(scope, receive, send)
             return
         if self.in_flight >= self.max_requests:

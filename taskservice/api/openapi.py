@@ -117,9 +117,13 @@ def template_pattern(template: str) -> re.Pattern[str]:
 
 
 def allowed_methods(app: FastAPI, path: str) -> list[str]:
-    """The methods the document gives for the path template `path` matches."""
+    """The methods the document gives for `path`: its own if it is a path of the
+    document (/tasks/batch), else those of the templates it matches."""
+    paths: dict[str, Any] = app.openapi().get("paths", {})
+    if path in paths:
+        return sorted(method.upper() for method in paths[path])
     methods: set[str] = set()
-    for template, operations in app.openapi().get("paths", {}).items():
+    for template, operations in paths.items():
         if template_pattern(template).match(path):
             methods.update(method.upper() for method in operations)
     return sorted(methods)

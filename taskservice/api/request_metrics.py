@@ -74,6 +74,8 @@ class ObserveRequests:
         if self._patterns is None:
             self._patterns = [(template_pattern(t), t) for t in self.templates()]
         path = scope["path"]
+        if any(path == template for _, template in self._patterns):  # /tasks/batch
+            return str(path)
         return next((t for pattern, t in self._patterns if pattern.match(path)), "unmatched")
 
 

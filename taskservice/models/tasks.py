@@ -83,6 +83,12 @@ class TaskCreate(BaseModel):
         max_length=255,
         description="At most one pending task per key; a second is refused with 409.",
     )
+    callback_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2000,
+        description="POSTed the task (signed) when it ends; its host must be allowed.",
+    )
 
     @model_validator(mode="after")
     def _one_start_time(self) -> TaskCreate:
@@ -115,6 +121,22 @@ class TaskAttempt(BaseModel):
     error: TaskError | None
 
 
+class TaskProgress(BaseModel):
+    """Progress as a task function reported it (rate-limited)."""
+
+    fraction: float | None = Field(default=None, description="Between 0 and 1.")
+    message: str | None = None
+    updated_at: datetime
+
+
+class CallbackState(BaseModel):
+    """The completion webhook's delivery: pending, delivered, retrying or failed."""
+
+    status: str
+    attempts: int
+    last_error: str | None = None
+
+
 class TaskPublic(BaseModel):
     """A task as clients see it."""
 
@@ -139,6 +161,13 @@ class TaskPublic(BaseModel):
     attempt_history: list[TaskAttempt] | None = Field(
         default=None, description="Every run; only on GET /tasks/{id}."
     )
+    progress: TaskProgress | None = Field(
+        default=None, description="What the task last reported of its progress."
+    )
+    batch_id: int | None = None
+    callback: CallbackState | None = Field(
+        default=None, description="Delivery of the completion webhook, if it has one."
+    )
 
 
 class TasksPublic(BaseModel):
@@ -160,6 +189,7 @@ class TaskFilters(BaseModel):
     created_before: Moment | None = Field(default=None, description="RFC 3339, with a time zone.")
     limit: CanonicalInt = Field(default=50, ge=1, le=500)
     cursor: str | None = Field(default=None, pattern=r"^[1-9][0-9]{0,17}$")
+    batch_id: int | None = Field(default=None, ge=1, le=PG_BIGINT_MAX)
 
 
 class QueuePublic(BaseModel):

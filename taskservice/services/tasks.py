@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pydantic
@@ -26,6 +27,7 @@ from taskservice.models.tasks import (
     TasksPublic,
 )
 from taskservice.registry import DEFAULT_QUEUE, TaskRegistry, TaskType
+from taskservice.services.callbacks import CallbackRules
 from taskservice.store import asyncpg_driver as db
 
 _QUEUEING_LOCK_INDEX = "procrastinate_jobs_queueing_lock_idx_v1"
@@ -100,6 +102,22 @@ def request_hash(request: TaskCreate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+async def job_args(
+    registry: TaskRegistry,
+    request: TaskCreate,
+    callbacks: CallbackRules | None = None,
+    owner: int | None = None,
+) -> dict[str, Any]:
+    """A submission's job args (params and options), or a 422 naming what is wrong."""
+    task = task_type_named(registry, request.type)
+    check_params(task, request.params)
+    options = _options(task, request, owner)
+    if request.callback_url is not None:
+        await (callbacks or CallbackRules()).check(request.callback_url)
+        options["callback_url"] = request.callback_url
+    return {**request.params, OPTIONS_KEY: options}
+
+
 async def submit_task(
     *,
     pool: db.Pool,
@@ -107,6 +125,7 @@ async def submit_task(
     request: TaskCreate,
     idempotency_key: str | None = None,
     idempotency_retention_seconds: float = 86_400.0,
+    callbacks: CallbackRules | None = None,
     owner: int | None = None,
 ) -> tuple[TaskPublic, bool]:
     """Validate a submission and queue it, as a task of API key `owner` (None:
@@ -116,9 +135,7 @@ async def submit_task(
     retention window, the first task comes back instead (new = False). Keys are
     per API key: two clients cannot see or block each other's. The key and the
     job are written in one transaction: a crash keeps both or neither."""
-    task = task_type_named(registry, request.type)
-    check_params(task, request.params)
-    args = {**request.params, OPTIONS_KEY: _options(task, request, owner)}
+    args = await job_args(registry, request, callbacks, owner)
     if idempotency_key is not None and owner is not None:
         idempotency_key = f"{owner}:{idempotency_key}"
     fingerprint = request_hash(request)
@@ -245,6 +262,8 @@ async def list_tasks(
     that API key's). The page ends early when its params, results and errors
     would pass `page_bytes` (as JSON text); it holds at least one task, and
     `next_cursor` goes on from where it ended."""
+    if filters.batch_id is not None:
+        return await _list_batch_tasks(pool, filters, owner, page_bytes)
     rows = await db.fetch(
         pool,
         "list_tasks",
@@ -258,8 +277,33 @@ async def list_tasks(
         page_bytes=page_bytes,
         owner=owner,
     )
-    items = [TaskPublic.model_validate(dict(row)) for row in rows[: filters.limit]]
+    return _page(rows, filters.limit)
+
+
+def _page(rows: Sequence[Any], limit: int) -> TasksPublic:
+    """A page from `limit` + 1 rows at most, cut short by the byte budget (the
+    `fetched` column counts the rows before that cut)."""
+    items = [TaskPublic.model_validate(dict(row)) for row in rows[:limit]]
     fetched = rows[0]["fetched"] if rows else 0
-    more = fetched > filters.limit or len(rows) < fetched
+    more = fetched > limit or len(rows) < fetched
     next_cursor = str(items[-1].id) if more else None
     return TasksPublic(items=items, next_cursor=next_cursor)
+
+
+async def _list_batch_tasks(
+    pool: db.Pool, filters: TaskFilters, owner: int | None, page_bytes: int
+) -> TasksPublic:
+    """A batch's tasks (by its index), with the status, type and queue filters."""
+    rows = await db.fetch(
+        pool,
+        "list_batch_tasks",
+        batch_id=filters.batch_id,
+        owner=owner,
+        status=filters.status.value if filters.status else None,
+        type=filters.type,
+        queue=filters.queue,
+        before_id=int(filters.cursor) if filters.cursor else None,
+        limit=filters.limit + 1,
+        page_bytes=page_bytes,
+    )
+    return _page(rows, filters.limit)

@@ -9,6 +9,7 @@ from taskservice.registry import DEFAULT_QUEUE, TaskRegistry
 from taskservice.services.schedules import code_schedules
 from taskservice.settings import Settings
 from taskservice.store import psycopg_driver as pg
+from taskservice.worker.callbacks import register_callbacks
 from taskservice.worker.dispatcher import register_dispatcher
 from taskservice.worker.invoke import make_runner
 from taskservice.worker.middleware import outcome_recorder
@@ -92,4 +93,5 @@ def build_queue_app(
         max_worker_losses=settings.max_worker_losses,
     )
     register_dispatcher(app, registry, code_schedules(settings, registry))
+    register_callbacks(app, settings)
     return app

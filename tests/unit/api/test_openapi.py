@@ -58,7 +58,8 @@ def test_error_answers_have_the_error_shape(document: dict[str, Any]) -> None:
 
 
 def test_ids_are_documented_as_bounded_integers(document: dict[str, Any]) -> None:
-    [task_id] = document["paths"]["/tasks/{task_id}"]["get"]["parameters"]
+    parameters = document["paths"]["/tasks/{task_id}"]["get"]["parameters"]
+    [task_id] = [p for p in parameters if p["name"] == "task_id"]
     assert task_id["schema"]["type"] == "integer"
     assert task_id["schema"]["minimum"] == 1
     assert task_id["schema"]["maximum"] == 2**63 - 1
