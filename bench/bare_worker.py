@@ -1,21 +1,40 @@
-"""A bare Procrastinate worker with one `echo` task, the baseline for bench/latency.py."""
+"""The bare Procrastinate peer: one no-op task and a worker, nothing of the service.
+
+Run as `python -m bench.bare_worker [--concurrency 4]` with DATABASE_URL set; the
+bench defers `bench_noop` through `app` (or `batch_defer_async`) from its own process.
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
 from typing import Any
 
 import procrastinate
 
-app = procrastinate.App(
-    connector=procrastinate.PsycopgConnector(conninfo=os.environ["DATABASE_URL"])
-)
+TASK_NAME = "bench_noop"
+QUEUE = "bare"
 
 
-@app.task(name="bare_echo", queue="bare")
-async def bare_echo(value: Any) -> Any:
-    return value
+def make_app(database_url: str) -> procrastinate.App:
+    """A Procrastinate app with the no-op task, on `database_url`."""
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=database_url))
+
+    @app.task(name=TASK_NAME, queue=QUEUE)
+    async def bench_noop(value: Any = None) -> Any:
+        return value
+
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--concurrency", type=int, default=4)
+    args = parser.parse_args()
+    app = make_app(os.environ["DATABASE_URL"])
+    # The same polling interval as the service's default (poll_interval 0.5 s).
+    app.run_worker(queues=[QUEUE], concurrency=args.concurrency, fetch_job_polling_interval=0.5)
 
 
 if __name__ == "__main__":
-    app.run_worker(queues=["bare"], concurrency=4, fetch_job_polling_interval=1.0)
+    main()
