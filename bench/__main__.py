@@ -81,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--memory-tasks", type=int)
     parser.add_argument(
+        "--python-load", action="store_true", help="load the API from Python even if wrk exists"
+    )
+    parser.add_argument(
         "--no-celery", action="store_true", help="skip the Celery peer even if installed"
     )
     return parser
@@ -92,7 +95,7 @@ def environment() -> dict[str, Any]:
 
     with psycopg.connect(server_url()) as conn:
         row = conn.execute("SHOW server_version").fetchone()
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in ("taskservice", "procrastinate", "fastapi", "uvicorn", "asyncpg", "psycopg"):
         versions[name] = metadata.version(name)
     for name in ("celery", "redis", "uvloop", "httptools"):
@@ -136,11 +139,18 @@ def main(argv: list[str] | None = None) -> int:
             dbs, procs, tasks=sizes["e2e_tasks"], rounds=rounds, celery=not args.no_celery
         ),
         "latency": lambda: latency.run(dbs, procs, tasks=sizes["latency_tasks"]),
-        "api": lambda: api_load.run(dbs, procs, seconds=sizes["api_seconds"], rounds=rounds),
+        "api": lambda: api_load.run(
+            dbs, procs, seconds=sizes["api_seconds"], rounds=rounds, python_load=args.python_load
+        ),
         "growth": lambda: growth.run(dbs, sizes=sizes["growth_sizes"]),
         "memory": lambda: memory.run(dbs, procs, tasks=sizes["memory_tasks"]),
     }
-    results: dict[str, Any] = {"environment": env, "sizes": sizes, "scenarios": {}}
+    results: dict[str, Any] = {
+        "environment": env,
+        "sizes": sizes,
+        "database_prefix": dbs.prefix,
+        "scenarios": {},
+    }
     failed = []
     try:
         for name in chosen:
@@ -154,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             finally:
                 procs.close()
-            report.setup["seconds"] = round(time.monotonic() - started, 1)
+            report.setup["elapsed seconds"] = round(time.monotonic() - started, 1)
             print(report.table(), flush=True)
             data = report.as_dict()
             print(json.dumps({k: v for k, v in data.items() if k != "samples"}))

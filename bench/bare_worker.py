@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 import procrastinate
+from procrastinate.types import JSONDict
 
 TASK_NAME = "bench_noop"
 QUEUE = "bare"
@@ -25,6 +26,16 @@ def make_app(database_url: str) -> procrastinate.App:
         return value
 
     return app
+
+
+async def defer_many(database_url: str, count: int) -> None:
+    """Queue `count` no-op jobs, a thousand per statement."""
+    app = make_app(database_url)
+    async with app.open_async():
+        task = app.tasks[TASK_NAME]
+        for start in range(0, count, 1000):
+            jobs: list[JSONDict] = [{"value": v} for v in range(start, min(count, start + 1000))]
+            await task.batch_defer_async(*jobs)
 
 
 def main() -> None:

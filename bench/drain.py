@@ -55,16 +55,6 @@ async def submit_through_service(url: str, count: int, clients: int = 8) -> None
         await pool.close()
 
 
-async def _defer_bare(url: str, count: int) -> None:
-    app = bare_worker.make_app(url)
-    async with app.open_async():
-        task = app.tasks[bare_worker.TASK_NAME]
-        for start in range(0, count, 1000):
-            await task.batch_defer_async(
-                *({"value": v} for v in range(start, min(count, start + 1000)))
-            )
-
-
 def _round(kind: str, n: int, dbs: Databases, procs: Processes, within: float) -> float:
     """One drain of `n` tasks on a fresh database; returns tasks/s."""
     with dbs.fresh("service" if kind == "taskservice" else "bare") as url:
@@ -74,7 +64,7 @@ def _round(kind: str, n: int, dbs: Databases, procs: Processes, within: float) -
             env = service_env(url)
             count, span, params = "service_completed", "service_span", {"type": "echo"}
         else:
-            asyncio.run(_defer_bare(url, n))
+            asyncio.run(bare_worker.defer_many(url, n))
             command = python_module("bench.bare_worker", "--concurrency", str(CONCURRENCY))
             env = service_env(url)
             count, span = "bare_succeeded", "bare_span"

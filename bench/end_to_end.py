@@ -92,9 +92,9 @@ async def post_batches(base_url: str, count: int) -> float:
 
 def _service_round(
     n: int, dbs: Databases, procs: Processes, batch: bool, within: float
-) -> tuple[float, float] | None:
-    """(end-to-end tasks/s, submissions/s), or None when batches are asked for and
-    the API has none."""
+) -> tuple[tuple[float, float] | None, bool]:
+    """((end-to-end tasks/s, submissions/s), whether the API offers batches); no
+    figures when batches were asked for and the API has none."""
     with dbs.fresh("service") as url:
         port = free_port()
         env = service_env(url)
@@ -103,10 +103,11 @@ def _service_round(
         )
         worker = procs.start("e2e-worker", taskservice("worker"), service_env(url))
         try:
-            if batch and not has_batch_endpoint(api.url):
-                return None
+            offered = has_batch_endpoint(api.url)
+            if batch and not offered:
+                return None, offered
             submit = post_batches(api.url, n) if batch else post_tasks(api.url, n)
-            return asyncio.run(_service_measure(url, n, submit, [api, worker], within))
+            return asyncio.run(_service_measure(url, n, submit, [api, worker], within)), offered
         finally:
             procs.stop(worker)
             procs.stop(api)
@@ -146,15 +147,24 @@ async def _bare_measure(url: str, n: int, worker: Process, within: float) -> tup
         first = time.time()
         await asyncio.gather(*(client() for _ in range(CLIENTS)))
         submitted = time.time()
-    params = {"task_name": bare_worker.TASK_NAME}
+    params: dict[str, Any] = {"task_name": bare_worker.TASK_NAME}
     async with connect(url) as conn:
         await wait_until(conn, "bare_succeeded", n, within=within, watch=[worker], **params)
         (row,) = await fetch(conn, "bare_span", **params)
     return n / (row["last_finish"] - first), n / (submitted - first)
 
 
-def celery_available() -> bool:
-    return importlib.util.find_spec("celery") is not None
+def celery_missing() -> str | None:
+    """Why the Celery peer cannot run here (None: it can)."""
+    if importlib.util.find_spec("celery") is None:
+        return "celery not installed (pip install -e '.[bench]')"
+    import redis
+
+    try:
+        redis.Redis.from_url(redis_url(), socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        return f"no Redis at {redis_url()} ({exc})"
+    return None
 
 
 def _celery_round(n: int, procs: Processes, within: float) -> tuple[float, float]:
@@ -199,18 +209,19 @@ def _celery_round(n: int, procs: Processes, within: float) -> tuple[float, float
 def run(dbs: Databases, procs: Processes, *, tasks: int, rounds: int, celery: bool) -> Report:
     within = 60 + tasks / 20
     results: dict[str, list[tuple[float, float]]] = {"single": [], "batch": [], "bare": []}
-    use_celery = celery and celery_available()
+    why_not = celery_missing() if celery else "--no-celery"
+    use_celery = why_not is None
     if use_celery:
         results["celery"] = []
-    batch_missing = False
+    offered = True
     for _ in range(rounds):
-        results["single"].append(_service_round(tasks, dbs, procs, False, within) or (0.0, 0.0))
-        if not batch_missing:
-            outcome = _service_round(tasks, dbs, procs, True, within)
-            if outcome is None:
-                batch_missing = True
-            else:
-                results["batch"].append(outcome)
+        single, offered = _service_round(tasks, dbs, procs, False, within)
+        assert single is not None
+        results["single"].append(single)
+        if offered:
+            batch, _ = _service_round(tasks, dbs, procs, True, within)
+            assert batch is not None
+            results["batch"].append(batch)
         if use_celery:
             results["celery"].append(_celery_round(tasks, procs, within))
         results["bare"].append(_bare_round(tasks, dbs, procs, within))
@@ -268,5 +279,5 @@ def run(dbs: Databases, procs: Processes, *, tasks: int, rounds: int, celery: bo
             )
         )
     else:
-        report.notes.append("Celery peer skipped: celery not installed (pip install -e '.[bench]')")
+        report.notes.append(f"Celery peer skipped: {why_not}")
     return report

@@ -30,6 +30,8 @@ from taskservice.store.queries import Query, parse
 
 HERE = Path(__file__).resolve().parent
 _names = itertools.count()
+# What the named statements run on: a connection, or one borrowed from a pool.
+Executor = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 
 def server_url() -> str:
@@ -58,14 +60,14 @@ def _queries() -> dict[str, Query]:
     return parse((HERE / "queries.sql").read_text(encoding="utf-8"))
 
 
-async def fetch(conn: asyncpg.Connection, name: str, /, **params: Any) -> list[asyncpg.Record]:
+async def fetch(conn: Executor, name: str, /, **params: Any) -> list[asyncpg.Record]:
     """Run the statement `name` of bench/queries.sql."""
     query = _queries()[name]
     rows: list[asyncpg.Record] = await conn.fetch(query.asyncpg_text, *query.asyncpg_args(params))
     return rows
 
 
-async def fetchval(conn: asyncpg.Connection, name: str, /, **params: Any) -> Any:
+async def fetchval(conn: Executor, name: str, /, **params: Any) -> Any:
     rows = await fetch(conn, name, **params)
     return rows[0][0] if rows else None
 
@@ -96,7 +98,7 @@ class Databases:
     def _admin(self, *statements: str) -> None:
         with psycopg.connect(self.server, autocommit=True) as conn:
             for statement in statements:
-                conn.execute(statement)  # type: ignore[arg-type]  # bench-made names only
+                conn.execute(statement)  # bench-made names only
 
     def _template(self, kind: str) -> str:
         if kind not in self._templates:

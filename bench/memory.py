@@ -40,13 +40,7 @@ def rss_mb(process: Process) -> float:
 
 
 async def _bare_load(url: str, n: int, worker: Process) -> None:
-    app = bare_worker.make_app(url)
-    async with app.open_async():
-        task = app.tasks[bare_worker.TASK_NAME]
-        for start in range(0, n, 1000):
-            await task.batch_defer_async(
-                *({"value": v} for v in range(start, min(n, start + 1000)))
-            )
+    await bare_worker.defer_many(url, n)
     async with connect(url) as conn:
         await wait_until(
             conn, "bare_succeeded", n, within=60 + n / 20, watch=[worker],
