@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         "api": lambda: api_load.run(
             dbs, procs, seconds=sizes["api_seconds"], rounds=rounds, python_load=args.python_load
         ),
-        "growth": lambda: growth.run(dbs, sizes=sizes["growth_sizes"]),
+        "growth": lambda: growth.run(dbs, sizes=sizes["growth_sizes"], rounds=max(3, rounds + 1)),
         "memory": lambda: memory.run(dbs, procs, tasks=sizes["memory_tasks"]),
     }
     results: dict[str, Any] = {

@@ -1,9 +1,12 @@
 """Growth: GET /tasks first page with each filter, and the worker's claim, as the table grows.
 
-One database grows to each size in turn (default 10k, 100k, 1M tasks; written
-through Procrastinate's defer function so every trigger runs; a tenth `sleep`,
-the rest `echo`). At each size all but the newest 10 % have ended (0.1 % failed,
-the rest completed), so the claim has many todo rows. Timed, median of REPEAT:
+Each size (default 10k, 100k, 1M tasks) gets its own database, a copy of the
+one before grown to it (written through Procrastinate's defer function so every
+trigger runs; a tenth `sleep`, the rest `echo`); then the sizes are measured in
+turn, round after round, so that load from others on the machine hits them
+alike. At each size all but the newest 10 % have ended (0.1 % failed, the rest
+completed), so the claim has many todo rows. Timed (median over the rounds of
+the median of REPEAT calls):
 - the listing through the service layer (the API's pool, SQL and filters), first
   page of 50, for each filter, and a page from a cursor in mid-table;
 - `procrastinate_fetch_job_v2` (the worker's claim), rolled back each time.
@@ -13,6 +16,7 @@ The peer is the table itself: the largest size against the smallest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +26,7 @@ from taskservice.models.tasks import TaskFilters
 from taskservice.services import tasks as service
 from taskservice.store import asyncpg_driver as database
 
-REPEAT = 20
+REPEAT = 5  # per round; a figure is the median over rounds of the median of REPEAT
 TODO_SHARE = 0.10
 CHUNK = 100_000
 
@@ -89,21 +93,34 @@ async def _measure(url: str, size: int) -> dict[str, float]:
     return found
 
 
-def run(dbs: Databases, *, sizes: list[int]) -> Report:
+def run(dbs: Databases, *, sizes: list[int], rounds: int = 5) -> Report:
     sizes = sorted(sizes)
-    by_size: dict[int, dict[str, float]] = {}
     fill_seconds: dict[int, float] = {}
-    with dbs.fresh("service") as url:
-        for size in sizes:
+    samples: dict[int, dict[str, list[float]]] = {size: {} for size in sizes}
+    with contextlib.ExitStack() as stack:
+        urls: dict[int, str] = {}
+        previous: str | None = None
+        for size in sizes:  # each size a copy of the one before, grown
+            urls[size] = previous = stack.enter_context(dbs.fresh("service", copy_of=previous))
             start = time.monotonic()
-            asyncio.run(_grow(url, size))
+            asyncio.run(_grow(previous, size))
             fill_seconds[size] = round(time.monotonic() - start, 1)
-            by_size[size] = asyncio.run(_measure(url, size))
+        for _ in range(rounds):  # sizes in turn, so that load from others hits all alike
+            for size in sizes:
+                for label, value in asyncio.run(_measure(urls[size], size)).items():
+                    samples[size].setdefault(label, []).append(value)
+    by_size = {size: {k: median(v) for k, v in found.items()} for size, found in samples.items()}
     small, large = sizes[0], sizes[-1]
     report = Report(
         "growth",
-        {"sizes": sizes, "repeat": REPEAT, "todo share": TODO_SHARE, "fill seconds": fill_seconds},
-        samples={f"{size} rows, ms": list(found.values()) for size, found in by_size.items()},
+        {
+            "sizes": sizes,
+            "rounds": rounds,
+            "repeat": REPEAT,
+            "todo share": TODO_SHARE,
+            "fill seconds": fill_seconds,
+        },
+        samples={f"{size} {label} ms": v for size, f in samples.items() for label, v in f.items()},
     )
     worst, worst_label = 0.0, ""
     for label in by_size[small]:

@@ -114,9 +114,10 @@ class Databases:
         return self._templates[kind]
 
     @contextlib.contextmanager
-    def fresh(self, kind: str) -> Iterator[str]:
-        """A new database of `kind` ('service' or 'bare'), dropped on exit."""
-        template = self._template(kind)
+    def fresh(self, kind: str, copy_of: str | None = None) -> Iterator[str]:
+        """A new database of `kind` ('service' or 'bare'), dropped on exit; a copy
+        of the bench's database at `copy_of` if given (nothing may be connected to it)."""
+        template = self._template(kind) if copy_of is None else copy_of.rpartition("/")[2]
         name = f"{self.prefix}_{kind}_{next(_names)}"
         self._admin(f"CREATE DATABASE {name} TEMPLATE {template}")
         try:
