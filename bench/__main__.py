@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="\n".join((__doc__ or "").splitlines()[1:]),
     )
     parser.add_argument("scenarios", nargs="+", choices=("all", *SCENARIOS))
-    parser.add_argument("--quick", action="store_true", help="small sizes (about 2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--rounds", type=int, help="alternating rounds per peer pair")
     parser.add_argument("--drain-tasks", type=int)
@@ -94,7 +94,7 @@ def environment() -> dict[str, Any]:
     import psycopg
 
     with psycopg.connect(server_url()) as conn:
-        row = conn.execute("SHOW server_version").fetchone()
+        server_version = conn.info.parameter_status("server_version")
     versions: dict[str, str | None] = {}
     for name in ("taskservice", "procrastinate", "fastapi", "uvicorn", "asyncpg", "psycopg"):
         versions[name] = metadata.version(name)
@@ -113,7 +113,7 @@ def environment() -> dict[str, Any]:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores (nproc), {platform.system()}",
         "python": platform.python_version(),
-        "postgresql": row[0] if row else None,
+        "postgresql": server_version,
         "wrk": wrk.strip() if wrk else None,
         "versions": versions,
         "command": " ".join(["python -m bench", *sys.argv[1:]]),
