@@ -41,7 +41,8 @@ def test_every_scenario_reports_its_figures_and_targets(pg_server: Server, tmp_p
     for name, scenario in results["scenarios"].items():
         assert "error" not in scenario, (name, scenario)
         assert scenario["rows"], name
-        assert scenario["targets"], name
+        # e2e's only target is against Celery, skipped (with a note) where it is missing.
+        assert scenario["targets"] or "Celery peer skipped" in " ".join(scenario["notes"]), name
         for row in scenario["rows"]:
             assert row["taskservice"] > 0, (name, row)
             if row["peer"] is not None:
