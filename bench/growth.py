@@ -53,7 +53,7 @@ async def _grow(url: str, size: int) -> None:
             await fetch(conn, "growth_fill", count=count)
             have += count
         await fetch(conn, "growth_finish", upto=int(size * (1 - TODO_SHARE)))
-        await fetch(conn, "analyze")
+        await fetch(conn, "vacuum_analyze")
 
 
 async def _timed(call: Any) -> float:
