@@ -64,16 +64,18 @@ def _wrk(url: str, body: str | None, seconds: float) -> dict[str, float]:
         ).stdout
     finally:
         Path(script.name).unlink()
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return parse_wrk(out, url)
+
+
+def parse_wrk(out: str, url: str = "") -> dict[str, float]:
+    """Requests/s and p99 (ms) from `wrk --latency` output; errors under load fail."""
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
-    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    socket_errors = re.search(r"Socket errors:.*", out)
-    if errors or socket_errors:
+    if rps is None or p99 is None:
+        raise RuntimeError(f"wrk {url}: unexpected output:\n{out}")
+    if re.search(r"Non-2xx or 3xx responses:|Socket errors:", out):
         raise RuntimeError(f"wrk {url}: errors under load:\n{out}")
-    return {
-        "rps": rps,
-        "p99_ms": float(p99.group(1)) * _UNITS[p99.group(2)] if p99 else float("nan"),
-    }
+    return {"rps": float(rps.group(1)), "p99_ms": float(p99.group(1)) * _UNITS[p99.group(2)]}
 
 
 def _python_load(url: str, body: str | None, seconds: float) -> dict[str, float]:
