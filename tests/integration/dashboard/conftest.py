@@ -62,7 +62,11 @@ def browser(template_db: str) -> Iterator[Browser]:
     is closed at the module's end (async tests elsewhere run after), and starts
     after the migrated template (made with asyncio.run) exists."""
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (.ci/run does)")
+        reason = f"{CHROMIUM} is missing: install Debian's chromium package (.ci/run does)"
+        # CI sets this, so a missing browser fails there instead of skipping.
+        if os.environ.get("TASKSERVICE_TEST_BROWSER") == "required":
+            pytest.fail(reason)
+        pytest.skip(reason)
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield launched
