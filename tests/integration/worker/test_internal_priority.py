@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 from datetime import datetime
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -27,14 +28,18 @@ SELECT procrastinate_defer_jobs_v1(array(
 
 
 async def test_schedules_and_rescue_keep_time_behind_a_backlog(
-    client: httpx.AsyncClient, settings: Settings, registry: TaskRegistry, database_url: str
+    client: httpx.AsyncClient,
+    settings: Settings,
+    registry: TaskRegistry,
+    database_url: str,
+    tmp_path: Path,
 ) -> None:
     """A per-second schedule keeps firing on time and a killed worker's task is
     rescued within stalled-after + rescue interval + poll, while 2,000 older
     user tasks wait."""
     db = await asyncpg.connect(database_url)
     try:
-        with worker_process(database_url) as doomed:
+        with worker_process(database_url, tmp_path, **FAST_RESCUE) as doomed:
             task = await submit(client, type="sleep", params={"seconds": 3})
             await wait_for_status(client, task["id"], "in_progress", within=15)
             await db.execute(DEFER_BACKLOG, BACKLOG)
@@ -48,8 +53,8 @@ async def test_schedules_and_rescue_keep_time_behind_a_backlog(
                 },
             )
             schedule_id = created.json()["id"]
-            doomed.send_signal(signal.SIGKILL)
-            doomed.wait(timeout=10)
+            doomed.process.send_signal(signal.SIGKILL)
+            doomed.process.wait(timeout=10)
         killed_at = datetime.now().astimezone()
 
         async with running_worker(settings.model_copy(update=FAST_RESCUE), registry):
