@@ -14,7 +14,8 @@ import pytest
 from tests.executions import executions_per_job, overlaps
 from tests.processes import FAST_RESCUE, service_env, service_process, worker_process
 
-pytestmark = pytest.mark.fault
+# The `recorded` task type writes each execution to the executions table.
+pytestmark = [pytest.mark.fault, pytest.mark.usefixtures("executions")]
 
 TASKS = 2_000
 CLIENTS = 16

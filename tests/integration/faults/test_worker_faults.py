@@ -20,7 +20,8 @@ from tests.executions import ended_by_kill, executions_per_job, overlaps
 from tests.helpers import submit, wait_for_status
 from tests.processes import worker_process
 
-pytestmark = pytest.mark.fault
+# The `recorded` task type writes each execution to the executions table.
+pytestmark = [pytest.mark.fault, pytest.mark.usefixtures("executions")]
 
 # A little slack over tests.processes.FAST_RESCUE: the machine is shared.
 RESCUE: dict[str, Any] = {
