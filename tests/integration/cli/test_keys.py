@@ -15,14 +15,10 @@ import httpx
 from tests.processes import free_port, service_env, service_process
 
 
-def _env(database_url: str) -> dict[str, str]:
-    return {**os.environ, "DATABASE_URL": database_url, "TASKSERVICE_LOG_FORMAT": "text"}
-
-
 def _keys(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "taskservice", "keys", *args],
-        env=_env(database_url),
+        env=service_env(database_url),
         capture_output=True,
         text=True,
         timeout=60,
@@ -107,7 +103,7 @@ def test_refuses_to_listen_beyond_loopback_without_a_key(database_url: str) -> N
     port = str(free_port())
     refused = subprocess.run(
         [sys.executable, "-m", "taskservice", "api", "--host", "0.0.0.0", "--port", port],
-        env=_env(database_url),
+        env=service_env(database_url),
         capture_output=True,
         text=True,
         timeout=60,
