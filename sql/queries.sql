@@ -170,6 +170,33 @@ WHERE id IN (
 -- name: applied_migrations
 SELECT name FROM taskservice.schema_migrations ORDER BY name;
 
+-- name: ping
+-- Does the connection answer? A worker's probe after losing the database, and
+-- the event listener's keep-alive (a half-open connection fails it).
+SELECT 1 AS answered;
+
+-- name: worker_heartbeat_if_registered
+-- Procrastinate's heartbeat, telling whether the worker's row still exists: a
+-- worker away longer than the stall timeout may have been pruned by another.
+WITH beat AS (
+    UPDATE procrastinate_workers SET last_heartbeat = now()
+    WHERE id = :worker_id
+    RETURNING id
+)
+SELECT count(*) > 0 AS registered FROM beat;
+
+-- name: adopt_running_jobs
+-- A pruned worker registered again takes back its running jobs (the prune
+-- cleared their worker_id), unless the rescue has moved them on meanwhile.
+WITH adopted AS (
+    UPDATE procrastinate_jobs SET worker_id = :worker_id
+    WHERE id IN (SELECT jsonb_array_elements_text(CAST(:job_ids AS jsonb))::bigint)
+      AND status = 'doing'
+      AND worker_id IS NULL
+    RETURNING id
+)
+SELECT count(*) AS adopted FROM adopted;
+
 -- name: count_live_workers
 SELECT count(*) AS workers
 FROM procrastinate_workers
@@ -178,10 +205,10 @@ WHERE last_heartbeat > now() - make_interval(secs => :within_seconds);
 -- name: insert_schedule
 INSERT INTO taskservice.schedules
     (name, source, type, params, cron, interval_seconds, timezone, priority, queue,
-     enabled, catch_up, next_run_at, owner_key_id)
+     enabled, catch_up, next_run_at, owner_key_id, callback_url)
 VALUES
     (:name, 'api', :type, CAST(:params AS jsonb), :cron, :interval_seconds, :timezone,
-     :priority, :queue, :enabled, :catch_up, :next_run_at, :owner)
+     :priority, :queue, :enabled, :catch_up, :next_run_at, :owner, :callback_url)
 RETURNING id;
 
 -- name: sync_code_schedule
@@ -209,7 +236,8 @@ RETURNING id;
 UPDATE taskservice.schedules
 SET params = CAST(:params AS jsonb), cron = :cron, interval_seconds = :interval_seconds,
     timezone = :timezone, priority = :priority, queue = :queue, enabled = :enabled,
-    catch_up = :catch_up, next_run_at = :next_run_at, updated_at = now()
+    catch_up = :catch_up, next_run_at = :next_run_at, callback_url = :callback_url,
+    updated_at = now()
 WHERE id = :schedule_id
 RETURNING id;
 
@@ -440,3 +468,209 @@ RETURNING name, prefix, scopes, created_at, last_used_at, revoked_at;
 -- name: any_api_keys
 -- Revoked keys count: revoking every key locks the service, it never opens it.
 SELECT EXISTS (SELECT 1 FROM taskservice.api_keys);
+-- Results without polling: batches, progress, completion webhooks, event replay.
+
+-- name: defer_tasks
+-- Every task of a batch in one statement: Procrastinate's own defer function
+-- takes an array (its NOTIFY wakes the workers). :tasks is a JSON array of
+-- {queue, type, priority, unique_key, args, run_at, delay_seconds}; the ids
+-- come back in the same order.
+SELECT procrastinate_defer_jobs_v1(ARRAY(
+    SELECT ROW(
+        CAST(t ->> 'queue' AS varchar),
+        CAST(t ->> 'type' AS varchar),
+        CAST(t ->> 'priority' AS integer),
+        NULL,
+        t ->> 'unique_key',
+        t -> 'args',
+        coalesce(
+            CAST(t ->> 'run_at' AS timestamptz),
+            now() + make_interval(secs => CAST(t ->> 'delay_seconds' AS float8))
+        )
+    )::procrastinate_job_to_defer_v1
+    FROM jsonb_array_elements(CAST(:tasks AS jsonb)) WITH ORDINALITY AS x (t, n)
+    ORDER BY x.n
+)) AS ids;
+
+-- name: insert_batch
+INSERT INTO taskservice.batches (total, callback_url, owner_key_id)
+VALUES (:total, :callback_url, :owner)
+RETURNING id;
+
+-- name: get_batch
+-- A batch with its tasks per status.
+SELECT
+    b.id, b.created_at, b.total, b.done_at, b.callback,
+    count(*) FILTER (WHERE t.status = 'pending') AS pending,
+    count(*) FILTER (WHERE t.status = 'in_progress') AS in_progress,
+    count(*) FILTER (WHERE t.status = 'completed') AS completed,
+    count(*) FILTER (WHERE t.status = 'failed') AS failed,
+    count(*) FILTER (WHERE t.status = 'cancelled') AS cancelled
+FROM taskservice.batches AS b
+LEFT JOIN taskservice.tasks AS t ON t.batch_id = b.id
+WHERE b.id = :batch_id AND (CAST(:owner AS bigint) IS NULL OR b.owner_key_id = :owner)
+GROUP BY b.id;
+
+-- name: list_batch_tasks
+-- GET /tasks?batch_id=: a batch's tasks, newest first, by keyset on id.
+SELECT t.*
+FROM taskservice.tasks AS t
+WHERE t.batch_id = :batch_id
+  AND (CAST(:owner AS bigint) IS NULL OR t.owner_key_id = :owner)
+  AND (CAST(:status AS text) IS NULL OR t.status = :status)
+  AND (CAST(:type AS text) IS NULL OR t.type = :type)
+  AND (CAST(:queue AS text) IS NULL OR t.queue = :queue)
+  AND (CAST(:before_id AS bigint) IS NULL OR t.id < :before_id)
+ORDER BY t.id DESC
+LIMIT :limit;
+
+-- name: record_progress
+-- A task's progress, announced to the API's streams in the same transaction.
+WITH updated AS (
+    UPDATE taskservice.task_records AS r
+    SET progress = jsonb_build_object(
+        'fraction', CAST(:fraction AS float8),
+        'message', CAST(:message AS text),
+        'updated_at', now()
+    )
+    FROM procrastinate_jobs AS j
+    WHERE r.job_id = :job_id AND j.id = r.job_id
+    RETURNING r.job_id, r.batch_id, r.owner_key_id, r.progress, j.queue_name, j.task_name
+)
+SELECT pg_notify('taskservice_events', json_build_object(
+    'kind', 'progress', 'id', u.job_id, 'status', 'in_progress', 'queue', u.queue_name,
+    'type', u.task_name, 'batch_id', u.batch_id, 'owner', u.owner_key_id, 'progress', u.progress
+)::text)
+FROM updated AS u;
+
+-- name: get_task_callback
+-- What a task's completion webhook sends, and where.
+SELECT t.*, j.args -> '_options' ->> 'callback_url' AS callback_url
+FROM taskservice.tasks AS t
+JOIN procrastinate_jobs AS j ON j.id = t.id
+WHERE t.id = :task_id;
+
+-- name: get_batch_callback
+SELECT callback_url FROM taskservice.batches WHERE id = :batch_id;
+
+-- name: set_task_callback_state
+UPDATE taskservice.task_records
+SET callback = jsonb_build_object(
+    'status', CAST(:status AS text),
+    'attempts', coalesce(CAST(callback ->> 'attempts' AS integer), 0) + 1,
+    'last_error', CAST(:last_error AS text)
+)
+WHERE job_id = :task_id;
+
+-- name: set_batch_callback_state
+UPDATE taskservice.batches
+SET callback = jsonb_build_object(
+    'status', CAST(:status AS text),
+    'attempts', coalesce(CAST(callback ->> 'attempts' AS integer), 0) + 1,
+    'last_error', CAST(:last_error AS text)
+)
+WHERE id = :batch_id;
+
+-- name: task_events_since
+-- GET /events resume: status changes after a given event id, no older than
+-- the resume window, read from Procrastinate's own event log.
+SELECT
+    e.id AS event_id,
+    e.job_id AS id,
+    CASE e.type
+        WHEN 'started' THEN 'in_progress'
+        WHEN 'succeeded' THEN 'completed'
+        WHEN 'failed' THEN 'failed'
+        WHEN 'cancelled' THEN 'cancelled'
+        WHEN 'aborted' THEN 'cancelled'
+        ELSE 'pending'
+    END AS status,
+    j.queue_name AS queue,
+    j.task_name AS type,
+    r.batch_id,
+    r.owner_key_id AS owner
+FROM procrastinate_events AS e
+JOIN procrastinate_jobs AS j ON j.id = e.job_id
+LEFT JOIN taskservice.task_records AS r ON r.job_id = e.job_id
+WHERE e.id > :after_id
+  AND e.at > now() - make_interval(secs => :window_seconds)
+  AND e.type IN ('deferred', 'started', 'deferred_for_retry', 'succeeded', 'failed',
+                 'cancelled', 'aborted', 'retried')
+  AND j.task_name NOT LIKE 'taskservice.%'
+  AND (CAST(:owner AS bigint) IS NULL OR r.owner_key_id = :owner)
+ORDER BY e.id
+LIMIT :limit;
+
+-- name: prune_batches
+-- Batches whose tasks are all gone (pruned with the retention) and that are
+-- older than it.
+WITH gone AS (
+    DELETE FROM taskservice.batches
+    WHERE id IN (
+        SELECT b.id FROM taskservice.batches AS b
+        WHERE b.created_at < now() - make_interval(secs => :older_than_seconds)
+          AND NOT EXISTS (SELECT 1 FROM taskservice.task_records AS r WHERE r.batch_id = b.id)
+        LIMIT :batch_size
+    )
+    RETURNING 1
+)
+SELECT count(*) AS deleted FROM gone;
+
+-- The dashboard's reads: what the service has been doing lately.
+
+-- name: task_throughput
+-- Tasks completed and failed per minute over the last :minutes minutes, this
+-- one included, zeros where none ended. Reads the finished tasks of that window
+-- through task_records_finished_at_idx; the service's own jobs are left out.
+WITH minutes AS (
+    SELECT generate_series(
+        date_trunc('minute', now()) - make_interval(mins => CAST(:minutes AS int) - 1),
+        date_trunc('minute', now()),
+        interval '1 minute'
+    ) AS minute
+), finished AS (
+    SELECT
+        date_trunc('minute', r.finished_at) AS minute,
+        count(*) FILTER (WHERE j.status = 'succeeded') AS completed,
+        count(*) FILTER (WHERE j.status = 'failed') AS failed
+    FROM taskservice.task_records AS r
+    JOIN procrastinate_jobs AS j ON j.id = r.job_id
+    WHERE r.finished_at >= date_trunc('minute', now())
+            - make_interval(mins => CAST(:minutes AS int) - 1)
+      AND j.task_name NOT LIKE 'taskservice.%'
+    GROUP BY 1
+)
+SELECT m.minute, coalesce(f.completed, 0) AS completed, coalesce(f.failed, 0) AS failed
+FROM minutes AS m
+LEFT JOIN finished AS f ON f.minute = m.minute
+ORDER BY m.minute;
+
+-- name: list_workers
+-- Every registered worker (Procrastinate removes stalled ones), with the age of
+-- its last heartbeat and its running tasks (the index on worker_id among doing).
+SELECT
+    w.id,
+    w.last_heartbeat,
+    EXTRACT(EPOCH FROM now() - w.last_heartbeat)::float8 AS heartbeat_age_seconds,
+    (
+        SELECT count(*) FROM procrastinate_jobs AS j
+        WHERE j.worker_id = w.id AND j.status = 'doing'
+    ) AS running
+    , d.hostname, d.pid, d.queues, d.concurrency
+FROM procrastinate_workers AS w
+LEFT JOIN taskservice.worker_details AS d ON d.worker_id = w.id
+ORDER BY w.id;
+
+-- name: record_worker_details
+-- :queues is a JSON array (the psycopg driver sends lists as JSON), or NULL.
+INSERT INTO taskservice.worker_details (worker_id, hostname, pid, queues, concurrency)
+VALUES (
+    :worker_id, :hostname, :pid,
+    CASE WHEN CAST(:queues AS jsonb) IS NOT NULL THEN
+        ARRAY(SELECT jsonb_array_elements_text(CAST(:queues AS jsonb)))
+    END,
+    :concurrency
+)
+ON CONFLICT (worker_id) DO UPDATE
+SET hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, queues = EXCLUDED.queues,
+    concurrency = EXCLUDED.concurrency;

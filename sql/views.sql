@@ -30,7 +30,10 @@ SELECT
     -- Procrastinate's own status: filtering on it lets the planner use its index.
     j.status AS procrastinate_status,
     -- The API key that submitted it (taskservice.api_keys), if any.
-    r.owner_key_id
+    r.owner_key_id,
+    r.progress,
+    r.batch_id,
+    r.callback
 FROM public.procrastinate_jobs AS j
 JOIN taskservice.status_names AS s ON s.procrastinate_status = j.status
 LEFT JOIN taskservice.task_records AS r ON r.job_id = j.id;

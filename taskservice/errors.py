@@ -50,6 +50,12 @@ class IdempotencyKeyReused(TaskServiceError):
         self.key = key
 
 
+class BatchNotFound(TaskServiceError):
+    def __init__(self, batch_id: int) -> None:
+        super().__init__(f"no batch with id {batch_id}")
+        self.batch_id = batch_id
+
+
 class ScheduleNotFound(TaskServiceError):
     def __init__(self, schedule_id: int) -> None:
         super().__init__(f"no schedule with id {schedule_id}")
@@ -83,6 +89,11 @@ class InvalidTaskRequest(TaskServiceError):
 
 class DatabaseUnavailable(TaskServiceError):
     """The database cannot be reached, or dropped the connection: retry later."""
+
+
+class WorkerStopped(TaskServiceError):
+    """A worker stopped without being asked to: the database was unreachable past
+    the grace period, or one of its loops failed. Its supervisor should restart it."""
 
 
 class UniqueViolation(TaskServiceError):

@@ -95,6 +95,18 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     api_pool_size: int = Field(default=10, ge=1, description="asyncpg connections per API.")
+    api_acquire_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long a request waits for a pooled connection (reconnecting "
+        "included) before it is answered 503.",
+    )
+    api_command_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long the API waits for the database to answer one statement "
+        "before it gives up with 503 (a stalled server, a lost network).",
+    )
 
     concurrency: int = Field(default=4, ge=1, description="Jobs one worker runs at once.")
     queues: Annotated[list[str], NoDecode] = Field(
@@ -109,6 +121,12 @@ class Settings(BaseSettings):
         default=30.0, ge=0, description="On stop, how long running jobs may finish."
     )
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
+    worker_db_grace_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="A worker that cannot reach the database this long exits non-zero "
+        "(for its supervisor to restart it); shorter outages it rides through.",
+    )
     stalled_after_seconds: float = Field(
         default=30.0, gt=0, description="A worker silent this long is dead; its tasks rescued."
     )
@@ -146,6 +164,35 @@ class Settings(BaseSettings):
         description="Comma-separated origins browsers may call the API from; empty: none.",
     )
 
+    callback_secret: SecretStr | None = Field(
+        default=None,
+        description="Key of the completion webhooks' HMAC-SHA256 signature "
+        "(Taskservice-Signature); unset: deliveries go out unsigned.",
+    )
+    callback_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated hosts callbacks may go to: a name, an address, "
+        "`.example.com` for its subdomains, or `*` for any public host. Empty: callbacks "
+        "are refused. A name resolving to a private, loopback or link-local address "
+        "needs that name or address listed exactly.",
+    )
+    callback_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Time limit of one webhook delivery attempt."
+    )
+    callback_max_attempts: int = Field(
+        default=8, ge=1, le=20, description="Delivery attempts of a webhook, the first included."
+    )
+    callback_backoff_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="Wait after a webhook's first failed attempt; doubles, up to 5 minutes.",
+    )
+    events_resume_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How far back GET /events replays changes after a Last-Event-ID.",
+    )
+
     def session_guards(self) -> dict[str, str]:
         """PostgreSQL settings for the API's and the workers' sessions, in ms (0: off)."""
         return {
@@ -155,7 +202,14 @@ class Settings(BaseSettings):
             ),
         }
 
-    @field_validator("task_modules", "queues", "metrics_queues", "cors_origins", mode="before")
+    @field_validator(
+        "task_modules",
+        "queues",
+        "metrics_queues",
+        "cors_origins",
+        "callback_allowed_hosts",
+        mode="before",
+    )
     @classmethod
     def _comma_list(cls, value: object) -> object:
         return _split_commas(value)

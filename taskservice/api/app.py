@@ -10,20 +10,39 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from taskservice.api.errors import install_error_handlers
 from taskservice.api.request_metrics import observe_requests
-from taskservice.api.routes import health, queues, schedules, tasks
+from taskservice.api.routes import (
+    activity,
+    batches,
+    dashboard,
+    events,
+    health,
+    keys,
+    queues,
+    schedules,
+    tasks,
+)
 from taskservice.metrics import Metrics
 from taskservice.registry import TaskRegistry, load_registry
+from taskservice.services.health import WorkerProbe
 from taskservice.services.keys import prepare_access
 from taskservice.services.schedules import code_schedules, sync_code_schedules
 from taskservice.settings import Settings
 from taskservice.store import asyncpg_driver as db
+from taskservice.store.listener import EventListener
 from taskservice.store.migrate import migrate_as_configured
 
 
 def create_app(
-    settings: Settings, *, registry: TaskRegistry | None = None, metrics: Metrics | None = None
+    settings: Settings,
+    *,
+    registry: TaskRegistry | None = None,
+    metrics: Metrics | None = None,
+    worker: WorkerProbe | None = None,
 ) -> FastAPI:
-    """The API on `settings.database_url` (resolved: see store.embedded.resolve_database_url)."""
+    """The API on `settings.database_url` (resolved: see store.embedded.resolve_database_url).
+
+    `worker` is the in-process worker of `taskservice up`: the API is ready only
+    while that worker can take work. A standalone API leaves it None."""
     if settings.database_url is None:
         raise ValueError("create_app needs settings with a database_url")
     database_url = settings.database_url
@@ -39,18 +58,25 @@ def create_app(
         pool = await db.create_pool(
             database_url,
             max_size=settings.api_pool_size,
+            acquire_timeout=settings.api_acquire_timeout_seconds,
+            command_timeout=settings.api_command_timeout_seconds,
             session_settings=settings.session_guards(),
         )
+        listener = EventListener(database_url)
         try:
+            await listener.start()
+            app.state.listener = listener
             app.state.pool = pool
             app.state.registry = task_registry
             app.state.settings = settings
             app.state.metrics = app_metrics
+            app.state.worker = worker
             await prepare_access(pool=pool, host=settings.host, bootstrap_key=bootstrap_key)
             app.state.keys_seen = False
             await sync_code_schedules(pool=pool, schedules=code_schedules(settings, task_registry))
             yield
         finally:
+            await listener.stop()
             await pool.close()
 
     app = FastAPI(
@@ -67,6 +93,6 @@ def create_app(
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         )
     observe_requests(app, app_metrics)
-    for routes in (tasks, queues, schedules, health):
+    for routes in (batches, tasks, events, queues, schedules, health, activity, keys, dashboard):
         app.include_router(routes.router)
     return app

@@ -58,6 +58,8 @@ async def _metrics_access(request: Request, _: _Credentials) -> Principal:
     return await require(Scope.READ)(await _principal(request, _))
 
 
+# Any valid key (or the open mode), whatever its scopes.
+AnyAccess = Annotated[Principal, Depends(_principal)]
 ReadAccess = Annotated[Principal, Depends(require(Scope.READ))]
 SubmitAccess = Annotated[Principal, Depends(require(Scope.SUBMIT))]
 AdminAccess = Annotated[Principal, Depends(require(Scope.ADMIN))]

@@ -8,13 +8,20 @@ from fastapi import Depends, Request
 
 from taskservice.metrics import Metrics
 from taskservice.registry import TaskRegistry
+from taskservice.services.health import WorkerProbe
 from taskservice.settings import Settings
 from taskservice.store import asyncpg_driver as db
+from taskservice.store.listener import EventListener
 
 
 def _pool(request: Request) -> db.Pool:
     pool: db.Pool = request.app.state.pool
     return pool
+
+
+def _listener(request: Request) -> EventListener:
+    listener: EventListener = request.app.state.listener
+    return listener
 
 
 def _registry(request: Request) -> TaskRegistry:
@@ -32,7 +39,15 @@ def _metrics(request: Request) -> Metrics:
     return metrics
 
 
+def _worker(request: Request) -> WorkerProbe | None:
+    worker: WorkerProbe | None = request.app.state.worker
+    return worker
+
+
+ListenerDep = Annotated[EventListener, Depends(_listener)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
 PoolDep = Annotated[db.Pool, Depends(_pool)]
 RegistryDep = Annotated[TaskRegistry, Depends(_registry)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
+# The in-process worker of `taskservice up`; None for a standalone API.
+WorkerDep = Annotated[WorkerProbe | None, Depends(_worker)]

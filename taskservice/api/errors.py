@@ -13,6 +13,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from taskservice.errors import (
+    BatchNotFound,
+    DatabaseError,
     DatabaseUnavailable,
     IdempotencyKeyReused,
     InvalidTaskRequest,
@@ -28,6 +30,9 @@ from taskservice.errors import (
 )
 
 logger = logging.getLogger(__name__)
+
+# What a 503 tells the client to wait before trying again, in seconds.
+RETRY_AFTER_SECONDS = 2
 
 
 def _problem(status_code: int, loc: list[str], msg: str, kind: str, **ctx: Any) -> JSONResponse:
@@ -96,7 +101,19 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
         logger.warning("database unavailable: %s", exc)
-        return _problem(503, [], "the database is unavailable; retry later", "unavailable")
+        response = _problem(503, [], "the database is unavailable; retry later", "unavailable")
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+
+    async def database_error(_: Request, exc: Exception) -> JSONResponse:
+        # The database refused a statement: a bug or a broken deployment, not an
+        # outage, so no retry hint; the traceback is for the operator.
+        logger.error("database error: %s", exc, exc_info=exc)
+        return _problem(500, [], "internal error: the database refused a statement", "internal")
+
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # Starlette re-raises after this answer, and the server logs the traceback.
+        return _problem(500, [], "internal error", "internal")
 
     @app.exception_handler(NotAuthenticated)
     async def not_authenticated(_: Request, exc: NotAuthenticated) -> JSONResponse:
@@ -122,5 +139,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def schedule_name_taken(_: Request, exc: ScheduleNameTaken) -> JSONResponse:
         return _problem(409, ["body", "name"], str(exc), "name_taken")
 
+    @app.exception_handler(BatchNotFound)
+    async def batch_not_found(_: Request, exc: BatchNotFound) -> JSONResponse:
+        return _problem(404, ["path", "batch_id"], str(exc), "not_found")
+
     # A database that restarts or drops connections: the client may retry.
     app.add_exception_handler(DatabaseUnavailable, database_unavailable)
+    app.add_exception_handler(DatabaseError, database_error)
+    app.add_exception_handler(Exception, unexpected)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -60,6 +60,32 @@ class ApiClient:
                 f"unexpected response from {self.url}{path} "
                 f"(HTTP {response.status_code}, not JSON); is --url right?"
             ) from exc
+
+    def stream_events(self, path: str) -> Iterator[tuple[str, Any]]:
+        """The (event, data) pairs of a Server-Sent Events stream, until it ends."""
+        import httpx
+
+        # Reads wait longer than the server's keep-alive interval (15 s).
+        timeout = httpx.Timeout(HTTP_TIMEOUT_SECONDS, read=45.0)
+        try:
+            with self.client.stream("GET", path, timeout=timeout) as response:
+                if response.is_error:
+                    response.read()
+                    raise ClientError(
+                        f"GET {path} failed: HTTP {response.status_code}",
+                        _error_details(response),
+                    )
+                kind, data = "message", ""
+                for line in response.iter_lines():
+                    if line.startswith("event:"):
+                        kind = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data = line[5:].strip()
+                    elif line == "" and data:
+                        yield kind, json.loads(data)
+                        kind, data = "message", ""
+        except (httpx.HTTPError, ValueError) as exc:
+            raise ClientError(f"the event stream {path} broke: {exc}") from exc
 
 
 def _error_details(response: httpx.Response) -> list[str]:

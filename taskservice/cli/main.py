@@ -15,7 +15,12 @@ import uvicorn
 from taskservice.api.app import create_app
 from taskservice.cli.keys import add_keys_commands, run_keys_command
 from taskservice.cli.operator import add_client_commands, run_client_command
-from taskservice.errors import DatabaseError, DatabaseUnavailable, TaskServiceError
+from taskservice.errors import (
+    DatabaseError,
+    DatabaseUnavailable,
+    TaskServiceError,
+    WorkerStopped,
+)
 from taskservice.logs import configure_logging
 from taskservice.metrics import Metrics
 from taskservice.registry import load_registry
@@ -24,6 +29,7 @@ from taskservice.settings import Settings
 from taskservice.store import asyncpg_driver as db
 from taskservice.store.embedded import resolve_database_url
 from taskservice.store.migrate import migrate_as_configured
+from taskservice.worker.resilient import DatabaseLink
 from taskservice.worker.runner import run_worker
 
 
@@ -99,20 +105,34 @@ async def _up(settings: Settings) -> None:
     if settings.migrate_on_start:
         await migrate_as_configured(settings)
     metrics = Metrics.from_settings(settings)  # both halves' own, served by the API
+    link = DatabaseLink()  # the worker half's state, for the API's readiness
     app = create_app(
-        settings.model_copy(update={"migrate_on_start": False}), registry=registry, metrics=metrics
+        settings.model_copy(update={"migrate_on_start": False}),
+        registry=registry,
+        metrics=metrics,
+        worker=link,
     )
     server = uvicorn.Server(
         uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None)
     )
     worker = asyncio.create_task(
-        run_worker(settings, registry, install_signal_handlers=False, metrics=metrics)
+        run_worker(settings, registry, install_signal_handlers=False, metrics=metrics, link=link)
     )
+    serving = asyncio.create_task(server.serve())
     try:
-        await server.serve()
+        await asyncio.wait({worker, serving}, return_when=asyncio.FIRST_COMPLETED)
+        if worker.done():
+            # Never an API without its worker: stop serving, and fail so that a
+            # supervisor restarts the whole service.
+            server.should_exit = True
+            await serving
+            if worker.cancelled() or worker.exception() is None:
+                raise WorkerStopped("the worker stopped")
+            raise worker.exception()  # type: ignore[misc]  # not None: checked above
+        await serving
     finally:
         worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError, WorkerStopped):
             await worker
 
 
@@ -172,6 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except DatabaseError as exc:
         print(f"taskservice: the database refused: {exc}", file=sys.stderr)
+        return 1
+    except WorkerStopped as exc:
+        print(f"taskservice: the worker stopped: {exc}", file=sys.stderr)
         return 1
     except TaskServiceError as exc:
         print(f"taskservice: {exc}", file=sys.stderr)

@@ -6,7 +6,9 @@ import argparse
 import json
 import math
 import os
+import queue
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias
@@ -119,30 +121,49 @@ def _print_json(data: Any) -> None:
 
 
 def _wait(api: ApiClient, task: dict[str, Any], timeout: float, as_json: bool) -> int:
-    """Poll the task until it ends or `timeout` passes; print it; its exit code."""
+    """Follow the task's event stream until it ends or `timeout` passes; print
+    it; its exit code. Without a stream (an older server), poll instead."""
     started = time.monotonic()
     deadline = started + timeout
     live = sys.stderr.isatty()
     shown: tuple[Any, ...] | None = None
+    events = _follow(api, task["id"])
+    complete = True
     try:
         while task["status"] not in FINAL_EXIT_CODES:
-            state = (task["status"], task.get("attempts"), bool(task.get("abort_requested")))
+            state = (
+                task["status"],
+                task.get("attempts"),
+                bool(task.get("abort_requested")),
+                None if live else _progress_text(task),
+            )
             if live:
                 elapsed = time.monotonic() - started
-                sys.stderr.write(f"\r\x1b[2K{progress(task)} ({elapsed:.1f}s)")
+                line = f"{progress(task)}{_progress_text(task)} ({elapsed:.1f}s)"
+                sys.stderr.write(f"\r\x1b[2K{line}")
                 sys.stderr.flush()
             elif state != shown:
-                _err(progress(task))
+                _err(progress(task) + _progress_text(task))
             shown = state
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            time.sleep(min(POLL_SECONDS, remaining))
-            task = api.call("GET", f"/tasks/{task['id']}")
+            kind, data = _next_event(events, min(remaining, 1.0) if live else remaining)
+            if kind == "task":
+                task, complete = data, True
+            elif kind == "status":
+                task, complete = {**task, "status": data["status"]}, False
+            elif kind == "progress":
+                task = {**task, "progress": data["progress"]}
+            elif kind == "closed":  # no stream (or it broke): poll
+                time.sleep(min(POLL_SECONDS, max(deadline - time.monotonic(), 0)))
+                task, complete = api.call("GET", f"/tasks/{task['id']}"), True
     finally:
         if live and shown is not None:
             sys.stderr.write("\r\x1b[2K")
             sys.stderr.flush()
+    if not complete:  # a status event only: the result or error comes with the task
+        task = api.call("GET", f"/tasks/{task['id']}")
     code = FINAL_EXIT_CODES.get(task["status"])
     if code is None:
         _err(
@@ -156,6 +177,49 @@ def _wait(api: ApiClient, task: dict[str, Any], timeout: float, as_json: bool) -
         for line in outcome_lines(task):
             _out(line)
     return code
+
+
+def _progress_text(task: Mapping[str, Any]) -> str:
+    reported = task.get("progress")
+    if not reported or task["status"] != TaskStatus.IN_PROGRESS.value:
+        return ""
+    parts = []
+    if reported.get("fraction") is not None:
+        parts.append(f"{reported['fraction']:.0%}")
+    if reported.get("message"):
+        parts.append(str(reported["message"]))
+    return f" [{' '.join(parts)}]" if parts else ""
+
+
+Event: TypeAlias = tuple[str, Any]
+
+
+def _follow(api: ApiClient, task_id: int) -> queue.Queue[Event]:
+    """GET /tasks/{id}/events read by a daemon thread into a queue; it ends
+    with ("closed", None) when the stream ends or fails."""
+    events: queue.Queue[Event] = queue.Queue()
+
+    def read() -> None:
+        try:
+            for kind, data in api.stream_events(f"/tasks/{task_id}/events"):
+                events.put((kind, data))
+        except Exception:  # any failure of the stream means: poll instead
+            pass
+        finally:
+            events.put(("closed", None))
+
+    threading.Thread(target=read, name="taskservice-wait", daemon=True).start()
+    return events
+
+
+def _next_event(events: queue.Queue[Event], within: float) -> Event:
+    try:
+        event = events.get(timeout=within)
+    except queue.Empty:
+        return ("none", None)
+    if event[0] == "closed":
+        events.put(event)  # every later call polls too
+    return event
 
 
 # --- commands ---------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class Scope(enum.StrEnum):
@@ -26,6 +26,14 @@ class ApiKeyPublic(BaseModel):
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+
+
+class CallerPublic(BaseModel):
+    """Who GET /me says the caller is: what a client needs to know which actions to offer."""
+
+    name: str
+    scopes: list[Scope]
+    open_mode: bool = Field(description="No key needed: no key exists and the API is on loopback.")
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,12 @@ class ScheduleCreate(_Timing):
     catch_up: CatchUp = Field(
         default="once", description="Runs missed while no worker ran: `once` or `skip`."
     )
+    callback_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2000,
+        description="Each run's task is POSTed there (signed) when it ends.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -77,6 +83,7 @@ class ScheduleUpdate(_Timing):
     queue: QueueName | None = None
     enabled: bool | None = None
     catch_up: CatchUp | None = None
+    callback_url: str | None = Field(default=None, min_length=1, max_length=2000)
 
     @model_validator(mode="after")
     def _at_most_one_timing(self) -> ScheduleUpdate:
@@ -110,6 +117,7 @@ class SchedulePublic(BaseModel):
     failed_runs: int
     created_at: datetime
     updated_at: datetime
+    callback_url: str | None = None
 
 
 class ScheduledJobsPublic(BaseModel):

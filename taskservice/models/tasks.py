@@ -89,6 +89,12 @@ class TaskCreate(BaseModel):
         max_length=255,
         description="At most one pending task per key; a second is refused with 409.",
     )
+    callback_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2000,
+        description="POSTed the task (signed) when it ends; its host must be allowed.",
+    )
 
     @model_validator(mode="after")
     def _one_start_time(self) -> TaskCreate:
@@ -121,6 +127,22 @@ class TaskAttempt(BaseModel):
     error: TaskError | None
 
 
+class TaskProgress(BaseModel):
+    """Progress as a task function reported it (rate-limited)."""
+
+    fraction: float | None = Field(default=None, description="Between 0 and 1.")
+    message: str | None = None
+    updated_at: datetime
+
+
+class CallbackState(BaseModel):
+    """The completion webhook's delivery: pending, delivered, retrying or failed."""
+
+    status: str
+    attempts: int
+    last_error: str | None = None
+
+
 class TaskPublic(BaseModel):
     """A task as clients see it."""
 
@@ -145,6 +167,13 @@ class TaskPublic(BaseModel):
     attempt_history: list[TaskAttempt] | None = Field(
         default=None, description="Every run; only on GET /tasks/{id}."
     )
+    progress: TaskProgress | None = Field(
+        default=None, description="What the task last reported of its progress."
+    )
+    batch_id: int | None = None
+    callback: CallbackState | None = Field(
+        default=None, description="Delivery of the completion webhook, if it has one."
+    )
 
 
 class TasksPublic(BaseModel):
@@ -164,6 +193,7 @@ class TaskFilters(BaseModel):
     created_before: AwareDatetime | None = None
     limit: int = Field(default=50, ge=1, le=500)
     cursor: str | None = Field(default=None, pattern=r"^[1-9][0-9]{0,17}$")
+    batch_id: int | None = Field(default=None, ge=1, le=PG_BIGINT_MAX)
 
 
 class QueuePublic(BaseModel):
@@ -183,4 +213,10 @@ class Health(BaseModel):
     database: bool
     schema_current: bool
     missing_migrations: list[str]
-    workers: int = Field(description="Workers whose heartbeat is recent.")
+    workers: int = Field(
+        description="Workers whose heartbeat is younger than the stall timeout "
+        "(TASKSERVICE_STALLED_AFTER_SECONDS): those that would not be rescued."
+    )
+    reason: str | None = Field(
+        default=None, description="Why the service is not ready; null when it is."
+    )

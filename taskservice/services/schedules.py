@@ -21,6 +21,7 @@ from taskservice.models.schedules import (
 )
 from taskservice.models.tasks import TaskPublic
 from taskservice.registry import INTERNAL_PRIORITY, INTERNAL_QUEUE, PeriodicSchedule, TaskRegistry
+from taskservice.services.callbacks import CallbackRules
 from taskservice.services.tasks import check_params, get_task, task_type_named
 from taskservice.settings import Settings
 from taskservice.store import asyncpg_driver as db
@@ -101,11 +102,18 @@ async def list_schedules(
 
 
 async def create_schedule(
-    *, pool: db.Pool, registry: TaskRegistry, request: ScheduleCreate, owner: int | None = None
+    *,
+    pool: db.Pool,
+    registry: TaskRegistry,
+    request: ScheduleCreate,
+    owner: int | None = None,
+    callbacks: CallbackRules | None = None,
 ) -> SchedulePublic:
     """Validate and store a schedule, created by API key `owner` (its runs are
     that key's tasks); its first run is the first due time from now."""
     check_params(task_type_named(registry, request.type), request.params)
+    if request.callback_url is not None:
+        await (callbacks or CallbackRules()).check(request.callback_url)
     timing = _timing(request.cron, request.interval_seconds, request.timezone)
     try:
         schedule_id = await db.fetchval(
@@ -121,7 +129,12 @@ async def create_schedule(
 
 
 async def update_schedule(
-    *, pool: db.Pool, registry: TaskRegistry, schedule_id: int, patch: ScheduleUpdate
+    *,
+    pool: db.Pool,
+    registry: TaskRegistry,
+    schedule_id: int,
+    patch: ScheduleUpdate,
+    callbacks: CallbackRules | None = None,
 ) -> SchedulePublic:
     """Change a schedule made through the API; a new timing restarts from now."""
     current = await get_schedule(pool=pool, schedule_id=schedule_id)
@@ -133,6 +146,8 @@ async def update_schedule(
     if "interval_seconds" in changes:
         changes.setdefault("cron", None)
     merged: dict[str, Any] = {**current.model_dump(), **changes}
+    if "callback_url" in changes:
+        await (callbacks or CallbackRules()).check(changes["callback_url"])
     if "params" in changes:
         check_params(task_type_named(registry, current.type), merged["params"])
     timing = _timing(merged["cron"], merged["interval_seconds"], merged["timezone"])
@@ -140,7 +155,15 @@ async def update_schedule(
         changes.get("enabled") and not current.enabled
     )
     next_run_at = timing.first_after(await _now(pool)) if retimed else current.next_run_at
-    fields = ("params", "cron", "interval_seconds", "timezone", "priority", "queue")
+    fields = (
+        "params",
+        "cron",
+        "interval_seconds",
+        "timezone",
+        "priority",
+        "queue",
+        "callback_url",
+    )
     await db.execute(
         pool,
         "update_schedule",

@@ -26,6 +26,7 @@ from taskservice.models.tasks import (
     TasksPublic,
 )
 from taskservice.registry import DEFAULT_QUEUE, TaskRegistry, TaskType
+from taskservice.services.callbacks import CallbackRules
 from taskservice.store import asyncpg_driver as db
 
 _QUEUEING_LOCK_INDEX = "procrastinate_jobs_queueing_lock_idx_v1"
@@ -98,6 +99,22 @@ def request_hash(request: TaskCreate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+async def job_args(
+    registry: TaskRegistry,
+    request: TaskCreate,
+    callbacks: CallbackRules | None = None,
+    owner: int | None = None,
+) -> dict[str, Any]:
+    """A submission's job args (params and options), or a 422 naming what is wrong."""
+    task = task_type_named(registry, request.type)
+    check_params(task, request.params)
+    options = _options(task, request, owner)
+    if request.callback_url is not None:
+        await (callbacks or CallbackRules()).check(request.callback_url)
+        options["callback_url"] = request.callback_url
+    return {**request.params, OPTIONS_KEY: options}
+
+
 async def submit_task(
     *,
     pool: db.Pool,
@@ -105,6 +122,7 @@ async def submit_task(
     request: TaskCreate,
     idempotency_key: str | None = None,
     idempotency_retention_seconds: float = 86_400.0,
+    callbacks: CallbackRules | None = None,
     owner: int | None = None,
 ) -> tuple[TaskPublic, bool]:
     """Validate a submission and queue it, as a task of API key `owner` (None:
@@ -114,9 +132,7 @@ async def submit_task(
     retention window, the first task comes back instead (new = False). Keys are
     per API key: two clients cannot see or block each other's. The key and the
     job are written in one transaction: a crash keeps both or neither."""
-    task = task_type_named(registry, request.type)
-    check_params(task, request.params)
-    args = {**request.params, OPTIONS_KEY: _options(task, request, owner)}
+    args = await job_args(registry, request, callbacks, owner)
     if idempotency_key is not None and owner is not None:
         idempotency_key = f"{owner}:{idempotency_key}"
     fingerprint = request_hash(request)
@@ -241,6 +257,8 @@ async def list_tasks(
 ) -> TasksPublic:
     """One page of tasks, newest first, by keyset on id (with an `owner`, only
     that API key's)."""
+    if filters.batch_id is not None:
+        return await _list_batch_tasks(pool, filters, owner)
     rows = await db.fetch(
         pool,
         "list_tasks",
@@ -252,6 +270,24 @@ async def list_tasks(
         before_id=int(filters.cursor) if filters.cursor else None,
         limit=filters.limit + 1,
         owner=owner,
+    )
+    items = [TaskPublic.model_validate(dict(row)) for row in rows[: filters.limit]]
+    next_cursor = str(items[-1].id) if len(rows) > filters.limit else None
+    return TasksPublic(items=items, next_cursor=next_cursor)
+
+
+async def _list_batch_tasks(pool: db.Pool, filters: TaskFilters, owner: int | None) -> TasksPublic:
+    """A batch's tasks (by its index), with the status, type and queue filters."""
+    rows = await db.fetch(
+        pool,
+        "list_batch_tasks",
+        batch_id=filters.batch_id,
+        owner=owner,
+        status=filters.status.value if filters.status else None,
+        type=filters.type,
+        queue=filters.queue,
+        before_id=int(filters.cursor) if filters.cursor else None,
+        limit=filters.limit + 1,
     )
     items = [TaskPublic.model_validate(dict(row)) for row in rows[: filters.limit]]
     next_cursor = str(items[-1].id) if len(rows) > filters.limit else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -17,30 +18,65 @@ Pool = asyncpg.Pool
 Executor = asyncpg.Pool | asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 Connection = asyncpg.pool.PoolConnectionProxy
 
-# What a database that restarts, drops connections or refuses new ones raises:
-# the client may retry.
+# What a database that restarts, stalls, drops connections or refuses new ones
+# raises: the client may retry. Not here: asyncpg's other InterfaceErrors and
+# DataErrors (a wrong argument, a driver misuse) and other OSErrors (a missing
+# file): those are bugs, answered 500 with their traceback logged.
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncpg.InterfaceError,
+    ConnectionError,  # refused, reset, broken pipe
+    TimeoutError,  # no free pooled connection, or no answer, within the pool's timeouts
+    socket.gaierror,  # the host name does not resolve (DNS down)
     asyncpg.PostgresConnectionError,  # 08xxx: connection lost or refused
-    asyncpg.OperatorInterventionError,  # 57xxx: admin shutdown, cannot connect now
-    # A connection whose server went away mid-protocol; the pool replaces it.
+    asyncpg.OperatorInterventionError,  # 57xxx: admin shutdown, cannot connect now, canceled
+    asyncpg.InsufficientResourcesError,  # 53xxx: too many connections, out of memory/disk
+    # A connection whose server went away mid-protocol ("cannot switch to state
+    # 12; another operation is in progress" after a terminated backend); the pool
+    # replaces it.
     asyncpg.InternalClientError,
 )
+# asyncpg raises a bare InterfaceError for a connection that the server closed
+# under it (no subclass): known by its message.
+_CLOSED_CONNECTION_MESSAGES = ("connection is closed", "connection was closed")
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, _UNAVAILABLE):
+        return True
+    return isinstance(exc, asyncpg.InterfaceError) and any(
+        message in str(exc) for message in _CLOSED_CONNECTION_MESSAGES
+    )
 
 
 @contextlib.contextmanager
 def translated() -> Iterator[None]:
     """Driver errors as the service's own: DatabaseUnavailable, UniqueViolation,
-    DatabaseError. The one place that knows asyncpg's exception classes."""
+    DatabaseError. The one place that knows asyncpg's exception classes.
+
+    Anything else (a programming error) goes through as it is."""
     try:
         yield
     except asyncpg.UniqueViolationError as exc:
         raise UniqueViolation(exc.constraint_name) from exc
-    except _UNAVAILABLE as exc:
-        raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
-    except asyncpg.PostgresError as exc:
-        raise DatabaseError(str(exc), exc.sqlstate) from exc
+    except Exception as exc:
+        if _is_unavailable(exc):
+            raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
+        if isinstance(exc, asyncpg.PostgresError):
+            raise DatabaseError(str(exc), exc.sqlstate) from exc
+        raise
+
+
+class TimedPool(asyncpg.Pool):
+    """An asyncpg pool whose `acquire()` gives up after `acquire_timeout` seconds
+    by default, for every caller (asyncpg's own default is to wait for ever)."""
+
+    __slots__ = ("_acquire_timeout",)
+
+    def __init__(self, *args: Any, acquire_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._acquire_timeout = acquire_timeout
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return super().acquire(timeout=self._acquire_timeout if timeout is None else timeout)
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -51,27 +87,57 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    database_url: str, *, max_size: int, session_settings: dict[str, str] | None = None
+    database_url: str,
+    *,
+    max_size: int,
+    acquire_timeout: float = 5.0,
+    command_timeout: float = 30.0,
+    session_settings: dict[str, str] | None = None,
 ) -> Pool:
     """An asyncpg pool that decodes JSON and plans each query for its own arguments.
 
-    Custom plans matter: the listing query has optional filters
-    (`:x IS NULL OR col = :x`), which a generic plan cannot use indexes for.
+    Nothing waits for ever: getting a connection (reconnecting included) gives up
+    after `acquire_timeout` seconds and a statement after `command_timeout`, both
+    as DatabaseUnavailable. Custom plans matter: the listing query has optional
+    filters (`:x IS NULL OR col = :x`), which a generic plan cannot use indexes for.
     `session_settings` (e.g. statement_timeout) apply to every connection."""
+    pool = TimedPool(
+        database_url,
+        acquire_timeout=acquire_timeout,
+        min_size=1,
+        max_size=max_size,
+        max_queries=50_000,
+        max_inactive_connection_lifetime=300.0,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
+        init=_init_connection,
+        command_timeout=command_timeout,
+        timeout=acquire_timeout,  # to connect
+        server_settings={
+            "application_name": "taskservice-api",
+            "plan_cache_mode": "force_custom_plan",
+            **(session_settings or {}),
+        },
+    )
     with translated():
-        pool = await asyncpg.create_pool(
-            database_url,
-            min_size=1,
-            max_size=max_size,
-            init=_init_connection,
-            server_settings={
-                "application_name": "taskservice-api",
-                "plan_cache_mode": "force_custom_plan",
-                **(session_settings or {}),
-            },
-        )
-    assert pool is not None
+        await pool
     return pool
+
+
+async def ping_new_connection(database_url: str) -> None:
+    """Open a connection outside the pool and run the `ping` query: whether the
+    database accepts new connections (the pool's may outlive a full server).
+    Callers bound it with asyncio.timeout."""
+    q = query("ping")
+    with translated():
+        conn = await asyncpg.connect(
+            database_url, server_settings={"application_name": "taskservice-health"}
+        )
+        try:
+            await conn.fetchval(q.asyncpg_text)
+        finally:
+            await conn.close()
 
 
 @contextlib.asynccontextmanager

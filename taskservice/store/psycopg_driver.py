@@ -10,8 +10,33 @@ import psycopg.conninfo
 from procrastinate import BaseConnector
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
 
 from taskservice.store.queries import query
+
+
+def purging_pool(**kwargs: Any) -> AsyncConnectionPool[Any]:
+    """Procrastinate's pool (its `pool_factory`), with one change: a pooled
+    connection found dead has every idle one tested at once.
+
+    When the server restarts or backends are terminated, all idle connections
+    die together; psycopg_pool finds them one getconn at a time, pausing 1, 2,
+    4 s... between them, so a caller could wait past its timeout for a good one."""
+    pool: AsyncConnectionPool[Any]
+    purges: set[asyncio.Task[None]] = set()
+
+    async def check(conn: AsyncConnection[Any]) -> None:
+        try:
+            await AsyncConnectionPool.check_connection(conn)
+        except Exception:
+            if not purges:
+                purge = asyncio.create_task(pool.check())
+                purges.add(purge)
+                purge.add_done_callback(purges.discard)
+            raise
+
+    pool = AsyncConnectionPool(**{**kwargs, "check": check})
+    return pool
 
 
 async def execute(connector: BaseConnector, name: str, /, **params: Any) -> None:
@@ -29,6 +54,18 @@ async def fetchrow(connector: BaseConnector, name: str, /, **params: Any) -> dic
         connector.execute_query_one_async(q.psycopg_text, **q.psycopg_params(params))
     )
     return row
+
+
+async def ping(conninfo: str) -> None:
+    """Open a connection of its own (not from a pool, whose connections may be dead)
+    and run the `ping` query; raises psycopg.OperationalError while the database
+    cannot be reached. Callers bound it with asyncio.timeout."""
+    q = query("ping")
+    conn = await AsyncConnection.connect(
+        conninfo, autocommit=True, connect_timeout=5, application_name="taskservice-probe"
+    )
+    async with conn:
+        await conn.execute(q.psycopg_text)
 
 
 async def fetch(conn: AsyncConnection[Any], name: str, /, **params: Any) -> list[dict[str, Any]]:

@@ -11,13 +11,19 @@ from taskservice.registry import PeriodicSchedule, TaskRegistry
 
 
 def job_args(
-    registry: TaskRegistry, type_name: str, params: dict[str, Any], owner: int | None = None
+    registry: TaskRegistry,
+    type_name: str,
+    params: dict[str, Any],
+    owner: int | None = None,
+    callback_url: str | None = None,
 ) -> dict[str, Any]:
-    """A scheduled run's job args: its params, the type's default options and
-    the schedule creator's key."""
+    """A scheduled run's job args: its params, the type's default options, the
+    schedule creator's key and its callback (checked when the schedule was saved)."""
     task = registry.get(type_name)
     # A type gone from the code: the worker will fail the run as TaskNotFound.
     options = options_for(task, owner=owner) if task is not None else {}
+    if callback_url is not None:
+        options["callback_url"] = callback_url
     return {**params, OPTIONS_KEY: options}
 
 
@@ -42,7 +48,13 @@ async def defer_run(
         type=schedule["type"],
         priority=schedule["priority"],
         unique_key=None,
-        args=job_args(registry, schedule["type"], schedule["params"], schedule.get("owner_key_id")),
+        args=job_args(
+            registry,
+            schedule["type"],
+            schedule["params"],
+            schedule.get("owner_key_id"),
+            schedule.get("callback_url"),
+        ),
         run_at=None,
         delay_seconds=None,
     )

@@ -5,10 +5,11 @@ from __future__ import annotations
 import procrastinate
 
 from taskservice.metrics import Metrics
-from taskservice.registry import DEFAULT_QUEUE, TaskRegistry
+from taskservice.registry import DEFAULT_QUEUE, INTERNAL_QUEUE, TaskRegistry
 from taskservice.services.schedules import code_schedules
 from taskservice.settings import Settings
 from taskservice.store import psycopg_driver as pg
+from taskservice.worker.callbacks import register_callbacks
 from taskservice.worker.dispatcher import register_dispatcher
 from taskservice.worker.invoke import make_runner
 from taskservice.worker.middleware import outcome_recorder
@@ -22,6 +23,12 @@ def _session_options(settings: Settings) -> str:
     (a keyword argument replaces the URL's own)."""
     assert settings.database_url is not None
     return pg.session_options(settings.database_url, settings.session_guards())
+
+
+# How long a worker's caller waits for a pooled connection before the database
+# counts as unreachable, and how long the pool retries one lost connection.
+POOL_WAIT_SECONDS = 5.0
+POOL_RECONNECT_SECONDS = 3.0
 
 
 def build_queue_app(
@@ -41,10 +48,17 @@ def build_queue_app(
         conninfo=settings.database_url,
         min_size=1,
         max_size=pool_size,
+        # A worker rides through outages itself (worker.resilient); the pool's
+        # own retries (doubling delays up to 5 minutes) would only delay its
+        # return, and a caller waiting 30 s for a connection delays noticing.
+        timeout=POOL_WAIT_SECONDS,
+        reconnect_timeout=POOL_RECONNECT_SECONDS,
         kwargs={
             "application_name": "taskservice-queue",
             "options": _session_options(settings),
+            "connect_timeout": 5,
         },
+        pool_factory=pg.purging_pool,
     )
     app = procrastinate.App(
         connector=connector,
@@ -64,6 +78,8 @@ def build_queue_app(
         conninfo=settings.database_url,
         heartbeat_seconds=settings.worker_heartbeat_seconds,
         finish_retry_seconds=settings.finish_retry_seconds,
+        queues=[*settings.queues, INTERNAL_QUEUE] if settings.queues else None,
+        concurrency=settings.concurrency,
     )
     for task in registry.values():
         app.task(
@@ -79,4 +95,5 @@ def build_queue_app(
         max_worker_losses=settings.max_worker_losses,
     )
     register_dispatcher(app, registry, code_schedules(settings, registry))
+    register_callbacks(app, settings)
     return app

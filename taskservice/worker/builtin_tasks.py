@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from procrastinate import JobContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskservice.registry import RetryPolicy, task_type
+from taskservice.worker.progress import MIN_INTERVAL_SECONDS, report_progress
 
 
 class EchoParams(BaseModel):
@@ -35,10 +37,23 @@ async def echo(params: EchoParams) -> Any:
     return params.value
 
 
+# How many progress reports `sleep` makes at most (the writes are rate-limited anyway).
+_SLEEP_STEPS = 20
+
+
 @task_type("sleep", params=SleepParams)
-async def sleep(params: SleepParams) -> dict[str, float]:
-    """Sleep for `seconds`; cancelling the task stops it at once."""
-    await asyncio.sleep(params.seconds)
+async def sleep(params: SleepParams, context: JobContext) -> dict[str, float]:
+    """Sleep for `seconds`, reporting progress as it goes; cancelling the task
+    stops it at once."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    step = max(params.seconds / _SLEEP_STEPS, MIN_INTERVAL_SECONDS)
+    while (elapsed := loop.time() - start) < params.seconds:
+        report_progress(
+            context, elapsed / params.seconds, f"slept {elapsed:.1f}s of {params.seconds:g}s"
+        )
+        await asyncio.sleep(min(step, params.seconds - elapsed))
+    report_progress(context, 1.0, f"slept {params.seconds:g}s")
     return {"slept": params.seconds}
 
 

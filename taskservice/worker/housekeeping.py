@@ -32,8 +32,8 @@ async def _delete_in_batches(context: JobContext, name: str, **params: Any) -> i
 
 async def cleanup(params: CleanupParams, context: JobContext) -> dict[str, int]:
     """Delete finished tasks older than the retention, with their events, results,
-    attempts and idempotency keys; schedule-run records as old; and expired
-    idempotency keys."""
+    attempts and idempotency keys; schedule-run records as old; batches left
+    without tasks; and expired idempotency keys."""
     seconds = params.older_than_days * 86_400
     tasks = await _delete_in_batches(
         context, "prune_finished_jobs", older_than_seconds=seconds, batch_size=params.batch_size
@@ -47,7 +47,15 @@ async def cleanup(params: CleanupParams, context: JobContext) -> dict[str, int]:
     runs = await _delete_in_batches(
         context, "prune_schedule_runs", older_than_seconds=seconds, batch_size=params.batch_size
     )
-    return {"deleted_tasks": tasks, "deleted_idempotency_keys": keys, "deleted_schedule_runs": runs}
+    batches = await _delete_in_batches(
+        context, "prune_batches", older_than_seconds=seconds, batch_size=params.batch_size
+    )
+    return {
+        "deleted_tasks": tasks,
+        "deleted_idempotency_keys": keys,
+        "deleted_schedule_runs": runs,
+        "deleted_batches": batches,
+    }
 
 
 # Built directly, not with @task_type: the `taskservice.` prefix is reserved for these.

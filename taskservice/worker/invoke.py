@@ -16,6 +16,12 @@ from pydantic_core import to_jsonable_python
 from taskservice.job_options import OPTIONS_KEY
 from taskservice.registry import TaskType
 from taskservice.worker.failures import TaskTimeout
+from taskservice.worker.progress import (
+    ProgressReporter,
+    close_from_thread,
+    open_from_thread,
+    with_progress,
+)
 
 
 def _prepare(task: TaskType, kwargs: dict[str, Any]) -> tuple[BaseModel, float | None]:
@@ -30,19 +36,28 @@ def _args(task: TaskType, params: BaseModel, context: JobContext) -> tuple[Any, 
     return (params, context) if task.wants_context else (params,)
 
 
+def _job_id(context: JobContext) -> int:
+    job_id = context.job.id
+    assert job_id is not None  # a job being run has been stored
+    return job_id
+
+
 def make_runner(task: TaskType) -> Callable[..., Any]:
     """The function Procrastinate calls for `task` (with pass_context=True)."""
     if task.is_async:
 
         async def run_async(context: JobContext, **kwargs: Any) -> Any:
             params, limit = _prepare(task, kwargs)
+            reporter = ProgressReporter(context.app.connector, _job_id(context))
             try:
                 async with asyncio.timeout(limit) as deadline:
-                    result = await task.func(*_args(task, params, context))
+                    result = await task.func(*_args(task, params, with_progress(context, reporter)))
             except TimeoutError as exc:
                 if limit is not None and deadline.expired():
                     raise TaskTimeout(limit) from exc
                 raise
+            finally:
+                await reporter.close()
             return to_jsonable_python(result)
 
         runner: Callable[..., Any] = run_async
@@ -59,12 +74,16 @@ def make_runner(task: TaskType) -> Callable[..., Any]:
             def abort_reason() -> AbortReason | None:
                 return context.abort_reason() or (AbortReason.USER_REQUEST if timed_out() else None)
 
+            reporter = open_from_thread(context.app.connector, _job_id(context))
+            task_context = with_progress(context.evolve(abort_reason=abort_reason), reporter)
             try:
-                result = task.func(*_args(task, params, context.evolve(abort_reason=abort_reason)))
+                result = task.func(*_args(task, params, task_context))
             except JobAborted:
                 if context.abort_reason() is None and timed_out():
                     raise TaskTimeout(limit or 0) from None
                 raise
+            finally:
+                close_from_thread(reporter)
             if timed_out():  # it never checked: the result came too late
                 raise TaskTimeout(limit or 0)
             return to_jsonable_python(result)

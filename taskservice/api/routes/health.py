@@ -7,7 +7,8 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from taskservice.api.auth import MetricsAccess
-from taskservice.api.deps import MetricsDep, PoolDep
+from taskservice.api.deps import MetricsDep, PoolDep, SettingsDep, WorkerDep
+from taskservice.api.errors import RETRY_AFTER_SECONDS
 from taskservice.models.tasks import Health
 from taskservice.services import health as health_service
 from taskservice.services import queues as queue_service
@@ -17,12 +18,21 @@ router = APIRouter()
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
 @router.get("/health/ready", response_model=Health, responses={503: {"model": Health}})
-async def health(response: Response, pool: PoolDep) -> Health:
-    """Ready: database reachable and schema at the expected version (else 503);
-    also counts workers with a recent heartbeat."""
-    result = await health_service.check_health(pool=pool)
+async def health(
+    response: Response, pool: PoolDep, settings: SettingsDep, worker: WorkerDep
+) -> Health:
+    """Ready: database reachable, schema at the expected version and, under
+    `taskservice up`, its worker connected (else 503, with the reason); also
+    counts workers with a recent heartbeat."""
+    result = await health_service.check_health(
+        pool=pool,
+        database_url=settings.database_url or "",
+        live_within_seconds=settings.stalled_after_seconds,
+        worker=worker,
+    )
     if result.status != "ok":
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return result
 
 

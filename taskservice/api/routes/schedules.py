@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Response, status
 
 from taskservice.api.auth import AdminAccess, ReadAccess
-from taskservice.api.deps import PoolDep, RegistryDep
+from taskservice.api.deps import PoolDep, RegistryDep, SettingsDep
 from taskservice.models.schedules import (
     ScheduleCreate,
     ScheduledJobsPublic,
@@ -16,6 +16,7 @@ from taskservice.models.schedules import (
 )
 from taskservice.models.tasks import PG_BIGINT_MAX, TaskPublic
 from taskservice.services import schedules as scheduling
+from taskservice.services.callbacks import CallbackRules
 
 router = APIRouter(prefix="/scheduler/jobs", tags=["scheduler"])
 
@@ -41,11 +42,20 @@ async def list_jobs(
     "", status_code=status.HTTP_201_CREATED, response_model=SchedulePublic, responses={409: {}}
 )
 async def create(
-    body: ScheduleCreate, response: Response, pool: PoolDep, reg: RegistryDep, access: AdminAccess
+    body: ScheduleCreate,
+    response: Response,
+    pool: PoolDep,
+    reg: RegistryDep,
+    access: AdminAccess,
+    settings: SettingsDep,
 ) -> SchedulePublic:
     """Create a schedule; its type, params, cron and time zone are checked first."""
     schedule = await scheduling.create_schedule(
-        pool=pool, registry=reg, request=body, owner=access.key_id
+        pool=pool,
+        registry=reg,
+        request=body,
+        owner=access.key_id,
+        callbacks=CallbackRules.from_settings(settings),
     )
     response.headers["Location"] = f"/scheduler/jobs/{schedule.id}"
     return schedule
@@ -59,11 +69,20 @@ async def get(schedule_id: ScheduleId, pool: PoolDep, _: ReadAccess) -> Schedule
 
 @router.patch("/{schedule_id}", response_model=SchedulePublic, responses={404: {}, 409: {}})
 async def update(
-    schedule_id: ScheduleId, body: ScheduleUpdate, pool: PoolDep, reg: RegistryDep, _: AdminAccess
+    schedule_id: ScheduleId,
+    body: ScheduleUpdate,
+    pool: PoolDep,
+    reg: RegistryDep,
+    _: AdminAccess,
+    settings: SettingsDep,
 ) -> SchedulePublic:
     """Change a schedule made through the API (timing, params, enabled, ...)."""
     return await scheduling.update_schedule(
-        pool=pool, registry=reg, schedule_id=schedule_id, patch=body
+        pool=pool,
+        registry=reg,
+        schedule_id=schedule_id,
+        patch=body,
+        callbacks=CallbackRules.from_settings(settings),
     )
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, Response, status
 
 from taskservice.api.auth import ReadAccess, SubmitAccess
-from taskservice.api.deps import MetricsDep, PoolDep, RegistryDep, SettingsDep
+from taskservice.api.deps import ListenerDep, MetricsDep, PoolDep, RegistryDep, SettingsDep
 from taskservice.models.tasks import (
     PG_BIGINT_MAX,
     TaskCreate,
@@ -16,7 +16,10 @@ from taskservice.models.tasks import (
     TasksPublic,
     TaskStatus,
 )
+from taskservice.services import events
 from taskservice.services import tasks as service
+from taskservice.services.callbacks import CallbackRules
+from taskservice.services.events import MAX_WAIT_SECONDS
 
 router = APIRouter()
 
@@ -56,6 +59,7 @@ async def submit(
         idempotency_key=idempotency_key,
         idempotency_retention_seconds=settings.idempotency_retention_seconds,
         owner=access.key_id,
+        callbacks=CallbackRules.from_settings(settings),
     )
     response.headers["Location"] = f"/tasks/{task.id}"
     if created:
@@ -76,9 +80,27 @@ async def list_tasks(
 
 
 @router.get("/tasks/{task_id}", response_model=TaskPublic, responses={404: {}})
-async def get_task(task_id: TaskId, pool: PoolDep, access: ReadAccess) -> TaskPublic:
+async def get_task(
+    task_id: TaskId,
+    pool: PoolDep,
+    access: ReadAccess,
+    listener: ListenerDep,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=MAX_WAIT_SECONDS,
+            description="Answer once the task ends, or after this many seconds (0-60).",
+        ),
+    ] = 0,
+) -> TaskPublic:
     """One task with its status, result, error and every attempt (another key's
-    task is a 404 to a key without `admin`)."""
+    task is a 404 to a key without `admin`); with `wait`, as soon as it reaches
+    a final status (or as it is when the wait runs out)."""
+    if wait > 0:
+        return await events.wait_for_task(
+            pool=pool, listener=listener, task_id=task_id, seconds=wait, owner=access.owner_filter
+        )
     return await service.get_task(
         pool=pool, task_id=task_id, with_history=True, owner=access.owner_filter
     )

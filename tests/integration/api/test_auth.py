@@ -213,3 +213,14 @@ async def test_cors_is_off_unless_origins_are_configured(
         ):
             response = await http.options("/tasks", headers=preflight)
             assert response.headers.get("access-control-allow-origin") == allowed
+
+
+async def test_me_names_the_key_and_its_scopes(
+    client: httpx.AsyncClient, make_key: MakeKey
+) -> None:
+    submitter = await make_key("ci", Scope.SUBMIT)  # no `read`: /me answers any valid key
+    response = await client.get("/me", headers=bearer(submitter))
+    assert response.json() == {"name": "ci", "scopes": ["submit"], "open_mode": False}
+    assert (await client.get("/me")).status_code == 401
+    assert (await client.get("/workers", headers=bearer(submitter))).status_code == 403
+    assert (await client.get("/stats/throughput", headers=bearer(submitter))).status_code == 403

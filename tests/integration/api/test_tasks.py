@@ -221,6 +221,7 @@ async def test_health_without_workers(client: httpx.AsyncClient) -> None:
         "schema_current": True,
         "missing_migrations": [],
         "workers": 0,
+        "reason": None,
     }
 
 

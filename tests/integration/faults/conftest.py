@@ -1,18 +1,26 @@
-"""Fixtures of the fault suite: a connection to the test database with the executions table."""
+"""Fixtures of the fault suite: a disposable PostgreSQL with a migrated database."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import Iterator
 
-import asyncpg
 import pytest
 
-from tests.executions import create_table
+from taskservice.store.migrate import migrate
+from tests.disposable_pg import DisposablePostgres, disposable_postgres
 
 
 @pytest.fixture
-async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    await create_table(database_url)
-    conn = await asyncpg.connect(database_url)
-    yield conn
-    await conn.close()
+def pg() -> Iterator[DisposablePostgres]:
+    """A PostgreSQL server of this test's own: restart, stop or fill it at will."""
+    with disposable_postgres(max_connections=40) as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(pg: DisposablePostgres) -> str:
+    """A migrated `taskservice` database on `pg`."""
+    url = pg.create_database("taskservice")
+    asyncio.run(migrate(url))
+    return url
