@@ -24,7 +24,8 @@ from collections.abc import Iterator
 import httpx
 import psycopg
 
-from bench.latency import _free_port, _with_db
+from bench.harness import free_port as _free_port
+from bench.harness import with_db as _with_db
 from taskservice.store.migrate import migrate
 
 BENCH_DB = "taskservice_bench_batch"

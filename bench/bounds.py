@@ -5,7 +5,7 @@
   starts the task again (defaults: heartbeat 10 s, stalled after 30 s, rescue
   every 10 s, so the bound is about 40 s).
 
-Usage: python bench/bounds.py [--aborts 10] [--skip-rescue]
+Usage: python -m bench.bounds [--aborts 10] [--skip-rescue]
 (DATABASE_URL: a server to create the bench database on; default
 postgresql://postgres@127.0.0.1:5432/postgres).
 """
@@ -25,10 +25,9 @@ from typing import Any
 
 import httpx
 
-from bench.latency import _fresh_database
+from bench.harness import Databases, server_url
 from taskservice.api.app import create_app
 from taskservice.settings import Settings
-from taskservice.store.migrate import migrate
 
 
 def _worker(database_url: str) -> subprocess.Popen[bytes]:
@@ -102,10 +101,12 @@ def main() -> None:
     parser.add_argument("--aborts", type=int, default=10)
     parser.add_argument("--skip-rescue", action="store_true")
     args = parser.parse_args()
-    server = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    with _fresh_database(server) as url:
-        asyncio.run(migrate(url))
-        asyncio.run(_measure(url, args.aborts, not args.skip_rescue))
+    dbs = Databases(server_url())
+    try:
+        with dbs.fresh("service") as url:
+            asyncio.run(_measure(url, args.aborts, not args.skip_rescue))
+    finally:
+        dbs.close()
 
 
 if __name__ == "__main__":

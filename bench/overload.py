@@ -25,7 +25,7 @@ from collections.abc import Iterator
 import httpx
 import psycopg
 
-from bench.latency import _free_port, _with_db
+from bench.harness import free_port, with_db
 
 BENCH_DB = f"taskservice_overload_{os.getpid()}"
 
@@ -35,7 +35,7 @@ def _fresh_database(server_url: str) -> Iterator[str]:
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {BENCH_DB}")
     try:
-        yield _with_db(server_url, BENCH_DB)
+        yield with_db(server_url, BENCH_DB)
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
@@ -88,7 +88,7 @@ def main() -> None:
     args = parser.parse_args()
     server = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     with _fresh_database(server) as database_url:
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "DATABASE_URL": database_url, "TASKSERVICE_LOG_LEVEL": "WARNING"}
         api = subprocess.Popen(
             [sys.executable, "-m", "taskservice", "api", "--port", str(port)],

@@ -687,5 +687,21 @@ SELECT
         SELECT count(*) FROM procrastinate_jobs AS j
         WHERE j.worker_id = w.id AND j.status = 'doing'
     ) AS running
+    , d.hostname, d.pid, d.queues, d.concurrency
 FROM procrastinate_workers AS w
+LEFT JOIN taskservice.worker_details AS d ON d.worker_id = w.id
 ORDER BY w.id;
+
+-- name: record_worker_details
+-- :queues is a JSON array (the psycopg driver sends lists as JSON), or NULL.
+INSERT INTO taskservice.worker_details (worker_id, hostname, pid, queues, concurrency)
+VALUES (
+    :worker_id, :hostname, :pid,
+    CASE WHEN CAST(:queues AS jsonb) IS NOT NULL THEN
+        ARRAY(SELECT jsonb_array_elements_text(CAST(:queues AS jsonb)))
+    END,
+    :concurrency
+)
+ON CONFLICT (worker_id) DO UPDATE
+SET hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, queues = EXCLUDED.queues,
+    concurrency = EXCLUDED.concurrency;

@@ -12,7 +12,7 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
-from tests.live_service import free_port
+from tests.processes import free_port
 
 
 @contextlib.contextmanager

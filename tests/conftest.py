@@ -9,6 +9,7 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from pytest_postgresql.janitor import DatabaseJanitor
@@ -19,6 +20,7 @@ from taskservice.registry import TaskRegistry, load_registry
 from taskservice.settings import Settings
 from taskservice.store.migrate import migrate
 from taskservice.worker.runner import run_worker
+from tests.executions import create_table
 from tests.pg import Server, find_server
 
 _counter = itertools.count()
@@ -80,6 +82,20 @@ def empty_database_url(pg_server: Server) -> Iterator[str]:
     name = f"taskservice_empty_{os.getpid()}_{next(_counter)}"
     with janitor(pg_server, name):
         yield pg_server.url(name)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the test's database, for what the API does not show."""
+    conn = await asyncpg.connect(database_url)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def executions(database_url: str) -> None:
+    """The table the `recorded` task type writes each execution to (tests/executions.py)."""
+    await create_table(database_url)
 
 
 @pytest.fixture

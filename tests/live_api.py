@@ -1,25 +1,20 @@
-"""The real app over real HTTP in this event loop (uvicorn on loopback), a worker
-as a separate process, and a Server-Sent Events reader: for streaming tests."""
+"""The real app over real HTTP in this event loop (uvicorn on loopback), and a
+Server-Sent Events reader: for streaming tests. (Service processes: tests/processes.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from tests.live_service import free_port
+from tests.processes import free_port
 
 
 @contextlib.asynccontextmanager
@@ -43,35 +38,6 @@ async def serving(app: FastAPI) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
-
-
-@contextlib.contextmanager
-def worker_process(
-    database_url: str, log_dir: Path, **env: str
-) -> Iterator[subprocess.Popen[bytes]]:
-    """`taskservice worker` as a process of its own, stopped with SIGINT."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("TASKSERVICE_")}
-    environ.update(
-        DATABASE_URL=database_url,
-        TASKSERVICE_MIGRATE_ON_START="false",
-        TASKSERVICE_POLL_INTERVAL="0.2",
-        TASKSERVICE_METRICS_PORT=str(free_port()),
-        **env,
-    )
-    log = (log_dir / "worker.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "taskservice", "worker"], env=environ, stdout=log, stderr=log
-    )
-    try:
-        yield process
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        log.close()
 
 
 @dataclass

@@ -15,6 +15,12 @@ class WorkerPublic(BaseModel):
     heartbeat_age_seconds: float
     alive: bool = Field(description="Heartbeat recent enough (the same bound as /health).")
     running: int = Field(description="Tasks it is running now.")
+    hostname: str | None = Field(default=None, description="The machine it runs on.")
+    pid: int | None = None
+    queues: list[str] | None = Field(
+        default=None, description="The queues it serves; null: every queue."
+    )
+    concurrency: int | None = Field(default=None, description="Tasks it runs at once.")
 
 
 class ThroughputMinute(BaseModel):

@@ -16,6 +16,10 @@ async def list_workers(*, pool: db.Pool, live_within_seconds: float) -> list[Wor
             heartbeat_age_seconds=row["heartbeat_age_seconds"],
             alive=row["heartbeat_age_seconds"] < live_within_seconds,
             running=row["running"],
+            hostname=row["hostname"],
+            pid=row["pid"],
+            queues=row["queues"],
+            concurrency=row["concurrency"],
         )
         for row in await db.fetch(pool, "list_workers")
     ]

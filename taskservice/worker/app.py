@@ -5,7 +5,7 @@ from __future__ import annotations
 import procrastinate
 
 from taskservice.metrics import Metrics
-from taskservice.registry import DEFAULT_QUEUE, TaskRegistry
+from taskservice.registry import DEFAULT_QUEUE, INTERNAL_QUEUE, TaskRegistry
 from taskservice.services.schedules import code_schedules
 from taskservice.settings import Settings
 from taskservice.store import psycopg_driver as pg
@@ -78,6 +78,8 @@ def build_queue_app(
         conninfo=settings.database_url,
         heartbeat_seconds=settings.worker_heartbeat_seconds,
         finish_retry_seconds=settings.finish_retry_seconds,
+        queues=[*settings.queues, INTERNAL_QUEUE] if settings.queues else None,
+        concurrency=settings.concurrency,
     )
     for task in registry.values():
         app.task(

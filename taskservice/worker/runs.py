@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
 import random
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -147,8 +149,11 @@ class ServiceJobManager(manager.JobManager):
         conninfo: str,
         heartbeat_seconds: float,
         finish_retry_seconds: float,
+        queues: list[str] | None = None,
+        concurrency: int = 1,
     ) -> None:
         super().__init__(connector)
+        self._details = {"queues": queues, "concurrency": concurrency}
         self.outcomes: dict[int, Outcome] = {}
         self._conninfo = conninfo
         self._heartbeat_seconds = heartbeat_seconds
@@ -197,6 +202,15 @@ class ServiceJobManager(manager.JobManager):
 
     async def register_worker(self) -> int:
         worker_id = await super().register_worker()
+        # What Procrastinate does not keep: shown by GET /workers and the dashboard.
+        await pg.execute(
+            self.connector,
+            "record_worker_details",
+            worker_id=worker_id,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            **self._details,
+        )
         thread = HeartbeatThread(self._conninfo, worker_id, self._heartbeat_seconds)
         thread.start()
         self._heartbeats[worker_id] = thread

@@ -383,9 +383,13 @@ function queueTable(queues) {
 
 function workerTable(workers) {
   if (!workers.length) return h("p", { class: "empty" }, "No worker is registered.");
-  return scrollTable("Workers", ["Worker", "Last heartbeat", "State", "Running tasks"],
+  return scrollTable("Workers",
+    ["Worker", "Host (pid)", "Queues", "Concurrency", "Last heartbeat", "State", "Running tasks"],
     workers.map((w) => h("tr", {},
       h("th", { scope: "row" }, `#${w.id}`),
+      h("td", {}, w.hostname ? `${w.hostname} (${w.pid})` : "–"),
+      h("td", {}, w.queues ? w.queues.join(", ") : "all"),
+      h("td", {}, w.concurrency ?? "–"),
       h("td", {}, `${formatTime(w.last_heartbeat)} (${formatSeconds(w.heartbeat_age_seconds)} ago)`),
       h("td", {}, w.alive ? "alive" : "silent"), h("td", {}, w.running))));
 }

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 import httpx
 
+from taskservice.registry import TaskRegistry
+from taskservice.settings import Settings
+from tests.conftest import running_worker
 from tests.helpers import submit, wait_for_status
 
 
@@ -33,6 +39,21 @@ async def test_workers_lists_each_with_its_heartbeat(
     assert workers[0]["alive"] is True
     assert workers[0]["heartbeat_age_seconds"] < 60
     assert workers[0]["running"] == 0
+    # What Procrastinate does not keep: where it runs and what it serves.
+    assert workers[0]["pid"] == os.getpid()
+    assert workers[0]["hostname"] == socket.gethostname()
+    assert workers[0]["concurrency"] == 4
+    assert workers[0]["queues"] is None  # every queue
+
+
+async def test_workers_show_the_queues_they_serve(
+    client: httpx.AsyncClient, settings: Settings, registry: TaskRegistry
+) -> None:
+    only = settings.model_copy(update={"queues": ["reports"], "concurrency": 2})
+    async with running_worker(only, registry):
+        [worker] = (await client.get("/workers")).json()
+    assert worker["queues"] == ["reports", "taskservice"]
+    assert worker["concurrency"] == 2
 
 
 async def test_me_in_open_mode(client: httpx.AsyncClient) -> None:

@@ -17,7 +17,8 @@ from taskservice.settings import Settings
 from taskservice.store.listener import EventListener
 from tests.conftest import running_worker
 from tests.helpers import submit
-from tests.live_api import read_events, serving, worker_process
+from tests.live_api import read_events, serving
+from tests.processes import service_env, service_process
 
 
 def _listener(client: httpx.AsyncClient) -> EventListener:
@@ -33,7 +34,7 @@ async def test_a_waiter_is_woken_by_a_worker_in_another_process(
     client: httpx.AsyncClient, database_url: str, tmp_path: Path
 ) -> None:
     task = await submit(client, type="sleep", params={"seconds": 1})
-    with worker_process(database_url, tmp_path):
+    with service_process("worker", service_env(database_url), tmp_path):
         started = time.monotonic()
         response = await client.get(f"/tasks/{task['id']}", params={"wait": 45})
         waited = time.monotonic() - started

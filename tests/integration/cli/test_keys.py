@@ -12,17 +12,13 @@ from typing import Any
 
 import httpx
 
-from tests.live_service import free_port, running_service
-
-
-def _env(database_url: str) -> dict[str, str]:
-    return {**os.environ, "DATABASE_URL": database_url, "TASKSERVICE_LOG_FORMAT": "text"}
+from tests.processes import free_port, service_env, service_process
 
 
 def _keys(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "taskservice", "keys", *args],
-        env=_env(database_url),
+        env=service_env(database_url),
         capture_output=True,
         text=True,
         timeout=60,
@@ -68,21 +64,20 @@ def test_create_list_revoke_seen_by_every_api_process(database_url: str, tmp_pat
     assert key not in listed.stdout
     assert admin["key"] not in _keys(database_url, "list", "--json").stdout
 
-    env = _env(database_url)
     with (
-        running_service(env, tmp_path, command="api") as first,
-        running_service(env, tmp_path, command="api") as second,
+        service_process("api", service_env(database_url), tmp_path) as first,
+        service_process("api", service_env(database_url), tmp_path) as second,
     ):
-        for base in (first, second):
+        for base in (first.base, second.base):
             assert _get(base, "/tasks", key) == 200
             assert _get(base, "/tasks") == 401
-        assert _operator_ls(first, key).returncode == 0
-        refused = _operator_ls(first, None)
+        assert _operator_ls(first.base, key).returncode == 0
+        refused = _operator_ls(first.base, None)
         assert refused.returncode == 2
         assert "401" in refused.stderr
         revoked = _keys(database_url, "revoke", "billing")
         assert revoked.returncode == 0, revoked.stderr
-        for base in (first, second):
+        for base in (first.base, second.base):
             assert _get(base, "/tasks", key) == 401
             assert _get(base, "/tasks", admin["key"]) == 200
     logs = "".join(path.read_text() for path in tmp_path.glob("api-*.log"))
@@ -108,7 +103,7 @@ def test_refuses_to_listen_beyond_loopback_without_a_key(database_url: str) -> N
     port = str(free_port())
     refused = subprocess.run(
         [sys.executable, "-m", "taskservice", "api", "--host", "0.0.0.0", "--port", port],
-        env=_env(database_url),
+        env=service_env(database_url),
         capture_output=True,
         text=True,
         timeout=60,
@@ -129,10 +124,10 @@ def test_a_bootstrap_key_from_the_environment_opens_the_network(
         check=True,
     )
     key = generated.stdout.strip()
-    env = {**_env(database_url), "TASKSERVICE_BOOTSTRAP_API_KEY": key}
-    with running_service(env, tmp_path, "--host", "0.0.0.0", command="api") as base:
-        assert _get(base, "/tasks", key) == 200
-        assert _get(base, "/tasks") == 401
+    env = service_env(database_url, bootstrap_api_key=key)
+    with service_process("api", env, tmp_path, "--host", "0.0.0.0") as api:
+        assert _get(api.base, "/tasks", key) == 200
+        assert _get(api.base, "/tasks") == 401
     listed = _keys(database_url, "list")
     assert "bootstrap-admin" in listed.stdout
     assert "admin" in listed.stdout

@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 import psycopg
 
-from tests.live_service import free_port, running_service
+from tests.processes import free_port, service_env, service_process
 
 
 def _http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
@@ -42,9 +42,9 @@ def _env(**extra: str) -> dict[str, str]:
 @contextlib.contextmanager
 def _service(data_dir: Path, stop: signal.Signals = signal.SIGINT) -> Iterator[str]:
     """`taskservice up` on the embedded PostgreSQL (no DATABASE_URL)."""
-    env = _env(TASKSERVICE_DATA_DIR=str(data_dir), TASKSERVICE_POLL_INTERVAL="0.2")
-    with running_service(env, data_dir.parent, "--concurrency", "2", stop=stop) as base:
-        yield base
+    env = service_env(None, data_dir=data_dir, migrate_on_start=True)
+    with service_process("up", env, data_dir.parent, "--concurrency", "2", stop=stop) as up:
+        yield up.base
 
 
 def _embedded_servers(pgdata: Path) -> list[psutil.Process]:
@@ -134,13 +134,9 @@ def test_up_honours_migrate_on_start(database_url: str, tmp_path: Path) -> None:
 
     with psycopg.connect(database_url, autocommit=True) as other_migrate:
         other_migrate.execute("SELECT pg_advisory_lock(%s)", (_ADVISORY_LOCK_KEY,))
-        env = _env(
-            DATABASE_URL=database_url,
-            TASKSERVICE_MIGRATE_ON_START="false",
-            TASKSERVICE_DATA_DIR=str(tmp_path / "data"),
-        )
-        with running_service(env, tmp_path, "--concurrency", "1") as base:
-            status, health = _http("GET", f"{base}/health/ready")
+        env = service_env(database_url, data_dir=tmp_path / "data", migrate_on_start=False)
+        with service_process("up", env, tmp_path, "--concurrency", "1", stop=signal.SIGINT) as up:
+            status, health = _http("GET", f"{up.base}/health/ready")
     assert status == 200, health
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from taskservice.cli.operator import add_client_commands, run_client_command
-from tests.live_service import free_port, running_service
+from tests.processes import free_port, service_env, service_process
 
 Capsys = pytest.CaptureFixture[str]
 
@@ -20,15 +20,9 @@ Capsys = pytest.CaptureFixture[str]
 @pytest.fixture
 def service(database_url: str, tmp_path: Path) -> Iterator[str]:
     """`taskservice up` on this test's database."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKSERVICE_")}
-    env.update(
-        DATABASE_URL=database_url,
-        TASKSERVICE_MIGRATE_ON_START="false",
-        TASKSERVICE_DATA_DIR=str(tmp_path / "data"),
-        TASKSERVICE_POLL_INTERVAL="0.2",
-    )
-    with running_service(env, tmp_path) as base:
-        yield base
+    env = service_env(database_url, data_dir=tmp_path / "data")
+    with service_process("up", env, tmp_path, stop=signal.SIGINT) as up:
+        yield up.base
 
 
 def _run(*argv: str) -> int:

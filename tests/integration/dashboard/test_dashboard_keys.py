@@ -21,8 +21,7 @@ from taskservice.registry import load_registry
 from taskservice.services import keys as key_service
 from taskservice.services import tasks as task_service
 from taskservice.store import asyncpg_driver as db
-from tests.integration.dashboard.conftest import run_async, service_env
-from tests.live_service import running_service
+from tests.integration.dashboard.conftest import dashboard_service, run_async
 
 pytestmark = pytest.mark.browser
 
@@ -58,7 +57,7 @@ async def _prepare(database_url: str) -> dict[str, Any]:
 def keyed_service(database_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """`taskservice up` on a database that has a key (so no open mode)."""
     prepared = run_async(_prepare(database_url))
-    with running_service(service_env(database_url, tmp_path / "data"), tmp_path) as base:
+    with dashboard_service(database_url, tmp_path) as base:
         yield base, prepared
 
 

@@ -1,25 +1,14 @@
-"""Fixtures of the fault suite: a connection to the test database with the
-executions table; a disposable PostgreSQL with a migrated database."""
+"""Fixtures of the fault suite: a disposable PostgreSQL with a migrated database."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
-import asyncpg
 import pytest
 
 from taskservice.store.migrate import migrate
 from tests.disposable_pg import DisposablePostgres, disposable_postgres
-from tests.executions import create_table
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    await create_table(database_url)
-    conn = await asyncpg.connect(database_url)
-    yield conn
-    await conn.close()
 
 
 @pytest.fixture

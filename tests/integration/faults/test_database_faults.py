@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from tests.disposable_pg import DisposablePostgres, wait_until
-from tests.service_processes import ServiceProcess, service_env, service_process
+from tests.processes import ServiceProcess, service_env, service_process
 
 pytestmark = pytest.mark.fault
 
@@ -107,13 +107,12 @@ def test_immediate_restart_under_load_loses_nothing(
     restarted with `-m immediate` and down 3 s: every 201 completes, outage answers
     are 503 with Retry-After within 5 s, API and workers resume within 10 s of the
     database's return, no process restarted."""
-    env = service_env(pg_url, TASKSERVICE_CONCURRENCY="4", TASKSERVICE_API_POOL_SIZE="8")
+    env = service_env(pg_url, concurrency=4, api_pool_size=8)
     with (
         service_process("api", env, tmp_path) as api,
         service_process("worker", service_env(pg_url), tmp_path) as worker_a,
         service_process("worker", service_env(pg_url), tmp_path) as worker_b,
     ):
-        assert api.base is not None
         wait_until(lambda: len(_worker_ids(pg_url)) == 2, within=30)
         workers_before = _worker_ids(pg_url)
         with _clients(api.base, 8) as answers:
@@ -183,7 +182,7 @@ def test_terminated_worker_backends_are_replaced(
         service_process("api", service_env(pg_url), tmp_path) as api,
         service_process("worker", service_env(pg_url), tmp_path) as worker_a,
         service_process("worker", service_env(pg_url), tmp_path) as worker_b,
-        httpx.Client(base_url=api.base or "", timeout=10) as http,
+        httpx.Client(base_url=api.base, timeout=10) as http,
     ):
         wait_until(lambda: len(_worker_ids(pg_url)) == 2, within=30)
         workers_before = _worker_ids(pg_url)
@@ -195,7 +194,7 @@ def test_terminated_worker_backends_are_replaced(
         )
         # While tasks come in, so that some statements are cut mid-flight.
         terminated = 0
-        with _clients(api.base or "", 2) as answers:
+        with _clients(api.base, 2) as answers:
             for _ in range(5):
                 time.sleep(0.5)
                 terminated += _rows(pg_url, terminate)[0][0]
@@ -227,7 +226,7 @@ def test_no_free_connection_slot(pg: DisposablePostgres, pg_url: str, tmp_path: 
     the slots' release."""
     with (
         service_process("api", service_env(pg_url), tmp_path) as api,
-        httpx.Client(base_url=api.base or "", timeout=30) as http,
+        httpx.Client(base_url=api.base, timeout=30) as http,
     ):
         assert http.get("/health/ready").status_code == 200
         hog: list[psycopg.Connection[Any]] = []
@@ -279,10 +278,11 @@ def test_outage_past_the_grace_stops_workers_and_up(
     """Fault 9: PostgreSQL stopped past TASKSERVICE_WORKER_DB_GRACE_SECONDS: a
     worker and `taskservice up` exit non-zero within grace + 30 s, saying why."""
     grace = 5.0
-    env = service_env(pg_url, TASKSERVICE_WORKER_DB_GRACE_SECONDS=str(grace))
     with (
-        service_process("worker", env, tmp_path) as worker,
-        service_process("up", {**env, "TASKSERVICE_METRICS_PORT": "0"}, tmp_path) as up,
+        service_process(
+            "worker", service_env(pg_url, worker_db_grace_seconds=grace), tmp_path
+        ) as worker,
+        service_process("up", service_env(pg_url, worker_db_grace_seconds=grace), tmp_path) as up,
     ):
         wait_until(lambda: len(_worker_ids(pg_url)) == 2, within=30)
         pg.stop("fast")

@@ -5,32 +5,33 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from typing import Any
+from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 
 from tests.executions import executions_per_job, overlaps
-from tests.processes import api_process, worker_process
+from tests.processes import FAST_RESCUE, service_env, service_process, worker_process
 
-pytestmark = pytest.mark.fault
+# The `recorded` task type writes each execution to the executions table.
+pytestmark = [pytest.mark.fault, pytest.mark.usefixtures("executions")]
 
 TASKS = 2_000
 CLIENTS = 16
 
 
 async def test_two_apis_three_workers_2000_tasks_each_run_once(
-    database_url: str, db: asyncpg.Connection, tmp_path: Any
+    database_url: str, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     with (
-        api_process(database_url, log=tmp_path / "api1.log") as api1,
-        api_process(database_url, log=tmp_path / "api2.log") as api2,
-        worker_process(database_url, concurrency=8, log=tmp_path / "w1.log"),
-        worker_process(database_url, concurrency=8, log=tmp_path / "w2.log"),
-        worker_process(database_url, concurrency=8, log=tmp_path / "w3.log"),
+        service_process("api", service_env(database_url), tmp_path) as api1,
+        service_process("api", service_env(database_url), tmp_path) as api2,
+        worker_process(database_url, tmp_path, concurrency=8, **FAST_RESCUE),
+        worker_process(database_url, tmp_path, concurrency=8, **FAST_RESCUE),
+        worker_process(database_url, tmp_path, concurrency=8, **FAST_RESCUE),
     ):
-        bases = itertools.cycle([api1, api2])
+        bases = itertools.cycle([api1.base, api2.base])
         ids: list[int] = []
         start = time.monotonic()
 

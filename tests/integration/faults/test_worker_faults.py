@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -19,7 +20,8 @@ from tests.executions import ended_by_kill, executions_per_job, overlaps
 from tests.helpers import submit, wait_for_status
 from tests.processes import worker_process
 
-pytestmark = pytest.mark.fault
+# The `recorded` task type writes each execution to the executions table.
+pytestmark = [pytest.mark.fault, pytest.mark.usefixtures("executions")]
 
 # A little slack over tests.processes.FAST_RESCUE: the machine is shared.
 RESCUE: dict[str, Any] = {
@@ -58,13 +60,13 @@ async def _pid_running_tasks(db: asyncpg.Connection, pid: int) -> int:
 
 
 async def test_kill_one_of_three_workers_under_100_tasks(
-    client: httpx.AsyncClient, database_url: str, db: asyncpg.Connection, tmp_path: Any
+    client: httpx.AsyncClient, database_url: str, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     """(3) kill -9 one of three workers while 100 one-second tasks run."""
     with (
-        worker_process(database_url, concurrency=4, log=tmp_path / "w1.log", **RESCUE) as doomed,
-        worker_process(database_url, concurrency=4, log=tmp_path / "w2.log", **RESCUE),
-        worker_process(database_url, concurrency=4, log=tmp_path / "w3.log", **RESCUE),
+        worker_process(database_url, tmp_path, concurrency=4, **RESCUE) as doomed,
+        worker_process(database_url, tmp_path, concurrency=4, **RESCUE),
+        worker_process(database_url, tmp_path, concurrency=4, **RESCUE),
     ):
         tasks = await asyncio.gather(
             *(submit(client, type="recorded", params={"seconds": 1}) for _ in range(100))
@@ -73,8 +75,8 @@ async def test_kill_one_of_three_workers_under_100_tasks(
         while await _pid_running_tasks(db, doomed.pid) < 2:
             assert time.monotonic() < deadline, "the doomed worker never ran two tasks"
             await asyncio.sleep(0.05)
-        doomed.send_signal(signal.SIGKILL)
-        doomed.wait(timeout=10)
+        doomed.process.send_signal(signal.SIGKILL)
+        doomed.process.wait(timeout=10)
         killed_at = time.monotonic()
         await ended_by_kill(db, doomed.pid)
         # 100 s of work on 8 slots left, plus the rescue of the killed worker's tasks.
@@ -94,18 +96,18 @@ async def test_kill_one_of_three_workers_under_100_tasks(
 
 
 async def test_a_frozen_worker_cannot_overwrite_the_rescued_run(
-    client: httpx.AsyncClient, database_url: str, db: asyncpg.Connection, tmp_path: Any
+    client: httpx.AsyncClient, database_url: str, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     """(4) SIGSTOP a worker past the stall timeout, let its task be rescued and
     finished by another, SIGCONT it: its late end changes nothing."""
-    with worker_process(database_url, log=tmp_path / "frozen.log", **RESCUE) as frozen:
+    with worker_process(database_url, tmp_path, **RESCUE) as frozen:
         task = await submit(client, type="recorded", params={"seconds": 2})
         await wait_for_status(client, task["id"], "in_progress", within=15)
-        frozen.send_signal(signal.SIGSTOP)
+        frozen.process.send_signal(signal.SIGSTOP)
         try:
-            with worker_process(database_url, log=tmp_path / "rescuer.log", **RESCUE) as rescuer:
+            with worker_process(database_url, tmp_path, **RESCUE) as rescuer:
                 done = await wait_for_status(client, task["id"], "completed", within=20)
-                frozen.send_signal(signal.SIGCONT)
+                frozen.process.send_signal(signal.SIGCONT)
                 # The frozen run's sleep is long over: it ends at once, and is refused.
                 deadline = time.monotonic() + 10
                 while await _pid_running_tasks(db, frozen.pid):
@@ -114,7 +116,7 @@ async def test_a_frozen_worker_cannot_overwrite_the_rescued_run(
                 await asyncio.sleep(1)
                 after = (await client.get(f"/tasks/{task['id']}")).json()
         finally:
-            frozen.send_signal(signal.SIGCONT)
+            frozen.process.send_signal(signal.SIGCONT)
     assert done["result"] == {"pid": rescuer.pid}
     assert after == done
     assert [run["outcome"] for run in after["attempt_history"]] == ["retry", "succeeded"]
@@ -128,7 +130,7 @@ async def test_a_task_holding_the_event_loop_is_not_taken_for_a_dead_worker(
     registry: TaskRegistry,
     database_url: str,
     db: asyncpg.Connection,
-    tmp_path: Any,
+    tmp_path: Path,
 ) -> None:
     """(5) A task that blocks its thread (time.sleep in an async function) or spins
     the CPU for longer than the stall timeout: its worker's heartbeats go on."""
@@ -140,7 +142,7 @@ async def test_a_task_holding_the_event_loop_is_not_taken_for_a_dead_worker(
     # A rescuer that runs only the service's own jobs.
     rescuer = settings.model_copy(update={**RESCUE, "queues": ["none"]})
     async with running_worker(rescuer, registry):
-        with worker_process(database_url, concurrency=2, log=tmp_path / "busy.log", **RESCUE):
+        with worker_process(database_url, tmp_path, concurrency=2, **RESCUE):
             for task in tasks:
                 done = await wait_for_status(client, task["id"], "completed", within=30)
                 assert len(done["attempt_history"]) == 1, done
@@ -148,7 +150,7 @@ async def test_a_task_holding_the_event_loop_is_not_taken_for_a_dead_worker(
 
 
 async def test_sigterm_under_load_hands_back_without_charging_attempts(
-    client: httpx.AsyncClient, database_url: str, db: asyncpg.Connection, tmp_path: Any
+    client: httpx.AsyncClient, database_url: str, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     """(6) SIGTERM a worker under load: it claims nothing after the signal; its
     running tasks finish or are handed back within the grace period; none is
@@ -160,20 +162,20 @@ async def test_sigterm_under_load_hands_back_without_charging_attempts(
     )
     with (
         worker_process(
-            database_url, concurrency=4, grace=grace, log=tmp_path / "stopped.log", **RESCUE
+            database_url, tmp_path, concurrency=4, shutdown_grace_seconds=grace, **RESCUE
         ) as stopped,
-        worker_process(database_url, concurrency=4, log=tmp_path / "other.log", **RESCUE),
+        worker_process(database_url, tmp_path, concurrency=4, **RESCUE),
     ):
         deadline = time.monotonic() + 20
         while await _pid_running_tasks(db, stopped.pid) < 2:
             assert time.monotonic() < deadline, "the stopped worker never ran two tasks"
             await asyncio.sleep(0.05)
         signalled_at = await db.fetchval("SELECT clock_timestamp()")
-        stopped.send_signal(signal.SIGTERM)
+        stopped.process.send_signal(signal.SIGTERM)
         start = time.monotonic()
-        stopped.wait(timeout=grace + 10)
+        stopped.process.wait(timeout=grace + 10)
         exited_after = time.monotonic() - start
-        assert stopped.returncode == 0
+        assert stopped.process.returncode == 0
         in_progress_on_stopped = await _pid_running_tasks(db, stopped.pid)
         took = await _wait_all_completed(db, len(long) + len(short), within=60)
     print(f"stopped worker exited {exited_after:.1f} s after SIGTERM; all done {took:.1f} s on")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -10,13 +9,6 @@ import httpx
 import pytest
 
 from tests.helpers import submit, wait_for_status
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(database_url)
-    yield conn
-    await conn.close()
 
 
 async def _finished_tasks(client: httpx.AsyncClient) -> list[dict[str, Any]]:

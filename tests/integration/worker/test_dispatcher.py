@@ -20,13 +20,6 @@ from tests.conftest import running_worker
 
 
 @pytest.fixture
-async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(database_url)
-    yield conn
-    await conn.close()
-
-
-@pytest.fixture
 async def queue_app(settings: Settings, registry: TaskRegistry) -> AsyncIterator[procrastinate.App]:
     app = build_queue_app(settings, registry, pool_size=2)
     async with app.open_async():

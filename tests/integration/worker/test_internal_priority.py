@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 from datetime import datetime
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -27,47 +28,47 @@ SELECT procrastinate_defer_jobs_v1(array(
 
 
 async def test_schedules_and_rescue_keep_time_behind_a_backlog(
-    client: httpx.AsyncClient, settings: Settings, registry: TaskRegistry, database_url: str
+    client: httpx.AsyncClient,
+    settings: Settings,
+    registry: TaskRegistry,
+    database_url: str,
+    db: asyncpg.Connection,
+    tmp_path: Path,
 ) -> None:
     """A per-second schedule keeps firing on time and a killed worker's task is
     rescued within stalled-after + rescue interval + poll, while 2,000 older
     user tasks wait."""
-    db = await asyncpg.connect(database_url)
-    try:
-        with worker_process(database_url) as doomed:
-            task = await submit(client, type="sleep", params={"seconds": 3})
-            await wait_for_status(client, task["id"], "in_progress", within=15)
-            await db.execute(DEFER_BACKLOG, BACKLOG)
-            created = await client.post(
-                "/scheduler/jobs",
-                json={
-                    "name": "tick",
-                    "type": "nap",
-                    "params": {"seconds": 0},
-                    "cron": "* * * * * *",
-                },
-            )
-            schedule_id = created.json()["id"]
-            doomed.send_signal(signal.SIGKILL)
-            doomed.wait(timeout=10)
-        killed_at = datetime.now().astimezone()
+    with worker_process(database_url, tmp_path, **FAST_RESCUE) as doomed:
+        task = await submit(client, type="sleep", params={"seconds": 3})
+        await wait_for_status(client, task["id"], "in_progress", within=15)
+        await db.execute(DEFER_BACKLOG, BACKLOG)
+        created = await client.post(
+            "/scheduler/jobs",
+            json={
+                "name": "tick",
+                "type": "nap",
+                "params": {"seconds": 0},
+                "cron": "* * * * * *",
+            },
+        )
+        schedule_id = created.json()["id"]
+        doomed.process.send_signal(signal.SIGKILL)
+        doomed.process.wait(timeout=10)
+    killed_at = datetime.now().astimezone()
 
-        async with running_worker(settings.model_copy(update=FAST_RESCUE), registry):
-            since = await db.fetchval("SELECT now() + interval '1 second'")
-            rescued = await wait_for_status(client, task["id"], "completed", within=20)
-            waiting = await db.fetchval(
-                "SELECT count(*) FROM procrastinate_jobs "
-                "WHERE task_name = 'echo' AND status = 'todo'"
-            )
-            lags = await db.fetch(
-                "SELECT EXTRACT(EPOCH FROM deferred_at - due_at)::float8 AS lag "
-                "FROM taskservice.schedule_runs WHERE schedule_id = $1 AND due_at >= $2 "
-                "ORDER BY due_at",
-                schedule_id,
-                since,
-            )
-    finally:
-        await db.close()
+    async with running_worker(settings.model_copy(update=FAST_RESCUE), registry):
+        since = await db.fetchval("SELECT now() + interval '1 second'")
+        rescued = await wait_for_status(client, task["id"], "completed", within=20)
+        waiting = await db.fetchval(
+            "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'echo' AND status = 'todo'"
+        )
+        lags = await db.fetch(
+            "SELECT EXTRACT(EPOCH FROM deferred_at - due_at)::float8 AS lag "
+            "FROM taskservice.schedule_runs WHERE schedule_id = $1 AND due_at >= $2 "
+            "ORDER BY due_at",
+            schedule_id,
+            since,
+        )
 
     # The backlog was still there for the whole measurement: the test measured something.
     assert waiting > 0, "the backlog drained before the schedule was measured"

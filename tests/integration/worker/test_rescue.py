@@ -6,6 +6,7 @@ import signal
 import subprocess
 import time
 from datetime import datetime
+from pathlib import Path
 
 import httpx
 
@@ -23,13 +24,17 @@ def _exit_within(process: subprocess.Popen[bytes], seconds: float) -> float:
 
 
 async def test_task_of_a_killed_worker_is_finished_by_another(
-    client: httpx.AsyncClient, settings: Settings, registry: TaskRegistry, database_url: str
+    client: httpx.AsyncClient,
+    settings: Settings,
+    registry: TaskRegistry,
+    database_url: str,
+    tmp_path: Path,
 ) -> None:
-    with worker_process(database_url) as doomed:
+    with worker_process(database_url, tmp_path, **FAST_RESCUE) as doomed:
         task = await submit(client, type="sleep", params={"seconds": 2})
         await wait_for_status(client, task["id"], "in_progress", within=15)
-        doomed.send_signal(signal.SIGKILL)
-        doomed.wait(timeout=10)
+        doomed.process.send_signal(signal.SIGKILL)
+        doomed.process.wait(timeout=10)
     killed_at = datetime.now().astimezone()
 
     async with running_worker(settings.model_copy(update=FAST_RESCUE), registry):
@@ -44,29 +49,31 @@ async def test_task_of_a_killed_worker_is_finished_by_another(
 
 
 async def test_sigterm_lets_a_short_task_finish(
-    client: httpx.AsyncClient, database_url: str
+    client: httpx.AsyncClient, database_url: str, tmp_path: Path
 ) -> None:
-    with worker_process(database_url, grace=10) as worker:
+    with worker_process(database_url, tmp_path, shutdown_grace_seconds=10, **FAST_RESCUE) as worker:
         task = await submit(client, type="sleep", params={"seconds": 1})
         await wait_for_status(client, task["id"], "in_progress", within=15)
-        worker.send_signal(signal.SIGTERM)
-        _exit_within(worker, 15)
+        worker.process.send_signal(signal.SIGTERM)
+        _exit_within(worker.process, 15)
     done = await wait_for_status(client, task["id"], "completed", within=1)
     assert done["attempts"] == 1
 
 
 async def test_sigterm_past_the_grace_period_puts_tasks_back_in_the_queue(
-    client: httpx.AsyncClient, database_url: str
+    client: httpx.AsyncClient, database_url: str, tmp_path: Path
 ) -> None:
-    with worker_process(database_url, grace=0.5) as worker:
+    with worker_process(
+        database_url, tmp_path, shutdown_grace_seconds=0.5, **FAST_RESCUE
+    ) as worker:
         tasks = [
             await submit(client, type="sleep", params={"seconds": 60}, max_attempts=1),
             await submit(client, type="sync_wait", params={"seconds": 60}, max_attempts=1),
         ]
         for task in tasks:
             await wait_for_status(client, task["id"], "in_progress", within=15)
-        worker.send_signal(signal.SIGTERM)
-        assert _exit_within(worker, 15) < 5
+        worker.process.send_signal(signal.SIGTERM)
+        assert _exit_within(worker.process, 15) < 5
     for task in tasks:
         back = (await client.get(f"/tasks/{task['id']}")).json()
         assert back["status"] == "pending", back
@@ -76,15 +83,19 @@ async def test_sigterm_past_the_grace_period_puts_tasks_back_in_the_queue(
 
 
 async def test_a_killed_worker_does_not_use_up_attempts_or_hit_retry_on(
-    client: httpx.AsyncClient, settings: Settings, registry: TaskRegistry, database_url: str
+    client: httpx.AsyncClient,
+    settings: Settings,
+    registry: TaskRegistry,
+    database_url: str,
+    tmp_path: Path,
 ) -> None:
     """`picky` retries only ConnectionError and TimeoutError, and the task may
     run once: a lost worker is neither, and is not an attempt, so it runs again."""
-    with worker_process(database_url) as doomed:
+    with worker_process(database_url, tmp_path, **FAST_RESCUE) as doomed:
         task = await submit(client, type="picky", params={"seconds": 1}, max_attempts=1)
         await wait_for_status(client, task["id"], "in_progress", within=15)
-        doomed.send_signal(signal.SIGKILL)
-        doomed.wait(timeout=10)
+        doomed.process.send_signal(signal.SIGKILL)
+        doomed.process.wait(timeout=10)
     async with running_worker(settings.model_copy(update=FAST_RESCUE), registry):
         done = await wait_for_status(client, task["id"], "completed", within=20)
     assert done["attempts"] == 1
@@ -92,14 +103,18 @@ async def test_a_killed_worker_does_not_use_up_attempts_or_hit_retry_on(
 
 
 async def test_a_task_that_loses_its_worker_too_often_fails_as_worker_lost(
-    client: httpx.AsyncClient, settings: Settings, registry: TaskRegistry, database_url: str
+    client: httpx.AsyncClient,
+    settings: Settings,
+    registry: TaskRegistry,
+    database_url: str,
+    tmp_path: Path,
 ) -> None:
     """With max_worker_losses 1, the first kill -9 under a max_attempts 1 task fails it."""
-    with worker_process(database_url, max_worker_losses=1) as doomed:
+    with worker_process(database_url, tmp_path, max_worker_losses=1, **FAST_RESCUE) as doomed:
         task = await submit(client, type="sleep", params={"seconds": 30}, max_attempts=1)
         await wait_for_status(client, task["id"], "in_progress", within=15)
-        doomed.send_signal(signal.SIGKILL)
-        doomed.wait(timeout=10)
+        doomed.process.send_signal(signal.SIGKILL)
+        doomed.process.wait(timeout=10)
     rescuer = settings.model_copy(update={**FAST_RESCUE, "max_worker_losses": 1})
     async with running_worker(rescuer, registry):
         failed = await wait_for_status(client, task["id"], "failed", within=20)

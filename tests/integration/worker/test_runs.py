@@ -16,16 +16,10 @@ from taskservice.settings import Settings
 from taskservice.worker.app import build_queue_app
 from taskservice.worker.failures import WorkerLost, describe_error
 from taskservice.worker.runs import Outcome, end_run, end_run_for_sure
-from tests.executions import create_table, executions_per_job
+from tests.executions import executions_per_job
 from tests.helpers import submit, wait_for_status
 
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    await create_table(database_url)
-    conn = await asyncpg.connect(database_url)
-    yield conn
-    await conn.close()
+pytestmark = pytest.mark.usefixtures("executions")
 
 
 @pytest.fixture

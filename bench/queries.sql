@@ -1,0 +1,106 @@
+-- The bench's own statements (house style: SQL in named statements, not in Python).
+-- They read the service's stable surface (the taskservice.tasks view) and
+-- Procrastinate's schema (procrastinate_jobs, procrastinate_events).
+
+-- name: service_completed
+-- Tasks of `type` completed with their result stored.
+SELECT count(*) FROM taskservice.tasks
+WHERE type = :type AND status = 'completed' AND result IS NOT NULL;
+
+-- name: service_span
+-- First start and last finish of the completed tasks of `type`, in epoch seconds.
+SELECT extract(epoch FROM min(started_at))::float8 AS first_start,
+       extract(epoch FROM max(finished_at))::float8 AS last_finish,
+       count(*) AS tasks
+FROM taskservice.tasks
+WHERE type = :type AND status = 'completed';
+
+-- name: bare_succeeded
+SELECT count(*) FROM procrastinate_jobs WHERE task_name = :task_name AND status = 'succeeded';
+
+-- name: bare_span
+-- First start and last success of the jobs of `task_name`, from Procrastinate's events.
+SELECT extract(epoch FROM min(e.at) FILTER (WHERE e.type = 'started'))::float8 AS first_start,
+       extract(epoch FROM max(e.at) FILTER (WHERE e.type = 'succeeded'))::float8 AS last_finish,
+       count(*) FILTER (WHERE e.type = 'succeeded') AS tasks
+FROM procrastinate_events AS e
+JOIN procrastinate_jobs AS j ON j.id = e.job_id
+WHERE j.task_name = :task_name;
+
+-- name: service_latencies
+-- Submit -> start and submit -> completed of each task, seconds.
+SELECT id,
+       extract(epoch FROM started_at - created_at)::float8 AS to_start,
+       extract(epoch FROM finished_at - created_at)::float8 AS to_done
+FROM taskservice.tasks
+WHERE id = ANY(:ids::bigint[]) AND status = 'completed';
+
+-- name: service_lateness
+-- How long after its time each scheduled task started, seconds.
+SELECT extract(epoch FROM started_at - scheduled_at)::float8
+FROM taskservice.tasks
+WHERE id = ANY(:ids::bigint[]) AND status = 'completed';
+
+-- name: bare_latencies
+-- Deferred -> started and deferred -> succeeded of each job, from its events.
+SELECT e.job_id AS id,
+       extract(epoch FROM max(e.at) FILTER (WHERE e.type = 'started')
+                        - min(e.at) FILTER (WHERE e.type = 'deferred'))::float8 AS to_start,
+       extract(epoch FROM max(e.at) FILTER (WHERE e.type = 'succeeded')
+                        - min(e.at) FILTER (WHERE e.type = 'deferred'))::float8 AS to_done
+FROM procrastinate_events AS e
+WHERE e.job_id = ANY(:ids::bigint[])
+GROUP BY e.job_id
+HAVING count(*) FILTER (WHERE e.type = 'succeeded') > 0;
+
+-- name: job_status
+SELECT status::text FROM procrastinate_jobs WHERE id = :id;
+
+-- name: service_status
+SELECT status FROM taskservice.tasks WHERE id = :id;
+
+-- name: growth_fill
+-- `count` more tasks as the API writes them (through Procrastinate's defer
+-- function, so every trigger of the service's schema runs): a tenth `sleep`,
+-- the rest `echo`.
+SELECT count(*) FROM unnest(procrastinate_defer_jobs_v1(ARRAY(
+    SELECT ROW('default', CASE WHEN g % 10 = 0 THEN 'sleep' ELSE 'echo' END, 0, NULL, NULL,
+               jsonb_build_object('value', g), NULL)::procrastinate_job_to_defer_v1
+    FROM generate_series(1, :count::int) AS g
+)));
+
+-- name: growth_finish
+-- Age the table: of the todo jobs up to `upto` (all but the newest), 0.1 % fail,
+-- the rest succeed; the newest stay todo, so the claim has many todo rows to pass.
+UPDATE procrastinate_jobs SET status = CASE
+    WHEN id % 1000 = 0 THEN 'failed'::procrastinate_job_status
+    ELSE 'succeeded'::procrastinate_job_status END
+WHERE status = 'todo' AND id <= :upto::bigint;
+
+-- name: max_job_id
+SELECT coalesce(max(id), 0) FROM procrastinate_jobs;
+
+-- name: claim_one
+-- The worker's claim, as Procrastinate's worker calls it (rolled back by the caller).
+SELECT id FROM procrastinate_fetch_job_v2(ARRAY[:queue::varchar], NULL);
+
+-- name: vacuum_analyze
+-- The state autovacuum keeps a live table in: without it the bulk status update
+-- leaves dead entries in the todo index, which the claim and listings would wade
+-- through (a fill artefact, not the steady state).
+VACUUM ANALYZE;
+
+-- name: bare_api_table
+CREATE TABLE IF NOT EXISTS bench_items (
+    id         bigserial PRIMARY KEY,
+    type       text NOT NULL,
+    params     jsonb NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: bare_api_insert
+INSERT INTO bench_items (type, params) VALUES (:type, :params::jsonb)
+RETURNING id, type, params::text AS params, created_at;
+
+-- name: bare_api_select
+SELECT id, type, params::text AS params, created_at FROM bench_items WHERE id = :id;
