@@ -87,6 +87,8 @@ ORDER BY j.queue_name;
 -- name: list_tasks
 -- Newest first; :before_id is the keyset cursor (the last id of the previous page).
 -- The service's own jobs (the stalled-task rescue) show only when asked for by type.
+-- :batch_id lists one batch's tasks (through task_records' batch index: the API
+-- plans each query for its own arguments).
 -- A page also ends before the task that would take its params, results and errors
 -- (as JSON text) past :page_bytes, but holds at least one task; `fetched` (rows
 -- before that cut) tells the caller whether it left some out. The sizes are
@@ -106,6 +108,7 @@ WHERE (
   AND (CAST(:created_before AS timestamptz) IS NULL OR t.created_at < :created_before)
   AND (CAST(:before_id AS bigint) IS NULL OR t.id < :before_id)
   AND (CAST(:owner AS bigint) IS NULL OR t.owner_key_id = :owner)
+  AND (CAST(:batch_id AS bigint) IS NULL OR t.batch_id = :batch_id)
 ORDER BY t.id DESC
 LIMIT :limit
 ), sized AS (
@@ -527,33 +530,6 @@ FROM taskservice.batches AS b
 LEFT JOIN taskservice.tasks AS t ON t.batch_id = b.id
 WHERE b.id = :batch_id AND (CAST(:owner AS bigint) IS NULL OR b.owner_key_id = :owner)
 GROUP BY b.id;
-
--- name: list_batch_tasks
--- GET /tasks?batch_id=: a batch's tasks, newest first, by keyset on id; a page
--- ends at :page_bytes as list_tasks' does.
-WITH page AS (
-SELECT t.*,
-    octet_length(t.params::text) + coalesce(octet_length(t.result::text), 0)
-        + coalesce(octet_length(t.error::text), 0) AS task_bytes
-FROM taskservice.tasks AS t
-WHERE t.batch_id = :batch_id
-  AND (CAST(:owner AS bigint) IS NULL OR t.owner_key_id = :owner)
-  AND (CAST(:status AS text) IS NULL OR t.status = :status)
-  AND (CAST(:type AS text) IS NULL OR t.type = :type)
-  AND (CAST(:queue AS text) IS NULL OR t.queue = :queue)
-  AND (CAST(:before_id AS bigint) IS NULL OR t.id < :before_id)
-ORDER BY t.id DESC
-LIMIT :limit
-), sized AS (
-    SELECT page.*,
-        sum(page.task_bytes) OVER (ORDER BY page.id DESC) AS bytes_through,
-        row_number() OVER (ORDER BY page.id DESC) AS position,
-        count(*) OVER () AS fetched
-    FROM page
-)
-SELECT * FROM sized
-WHERE sized.position = 1 OR sized.bytes_through <= :page_bytes
-ORDER BY sized.id DESC;
 
 -- name: record_progress
 -- A task's progress, announced to the API's streams in the same transaction.

@@ -262,8 +262,6 @@ async def list_tasks(
     that API key's). The page ends early when its params, results and errors
     would pass `page_bytes` (as JSON text); it holds at least one task, and
     `next_cursor` goes on from where it ended."""
-    if filters.batch_id is not None:
-        return await _list_batch_tasks(pool, filters, owner, page_bytes)
     rows = await db.fetch(
         pool,
         "list_tasks",
@@ -276,6 +274,7 @@ async def list_tasks(
         limit=filters.limit + 1,
         page_bytes=page_bytes,
         owner=owner,
+        batch_id=filters.batch_id,
     )
     return _page(rows, filters.limit)
 
@@ -288,22 +287,3 @@ def _page(rows: Sequence[Any], limit: int) -> TasksPublic:
     more = fetched > limit or len(rows) < fetched
     next_cursor = str(items[-1].id) if more else None
     return TasksPublic(items=items, next_cursor=next_cursor)
-
-
-async def _list_batch_tasks(
-    pool: db.Pool, filters: TaskFilters, owner: int | None, page_bytes: int
-) -> TasksPublic:
-    """A batch's tasks (by its index), with the status, type and queue filters."""
-    rows = await db.fetch(
-        pool,
-        "list_batch_tasks",
-        batch_id=filters.batch_id,
-        owner=owner,
-        status=filters.status.value if filters.status else None,
-        type=filters.type,
-        queue=filters.queue,
-        before_id=int(filters.cursor) if filters.cursor else None,
-        limit=filters.limit + 1,
-        page_bytes=page_bytes,
-    )
-    return _page(rows, filters.limit)
