@@ -87,6 +87,17 @@ class InvalidTaskRequest(TaskServiceError):
         self.errors = errors
 
 
+class ParamRefused(TaskServiceError):
+    """A task type's own check refused a parameter (a host not allowed, a path
+    outside the root, an unknown secret name). `loc` is the path inside params;
+    the submission answers 422 with it, and a run fails without retry."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str, kind: str = "param_refused"):
+        super().__init__(message)
+        self.loc = loc
+        self.kind = kind
+
+
 class DatabaseUnavailable(TaskServiceError):
     """The database cannot be reached, or dropped the connection: retry later."""
 

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from taskservice.errors import ConfigurationError
 from taskservice.timing import CatchUp, Timing
+
+if TYPE_CHECKING:
+    from taskservice.settings import Settings
+
+# A task type's own check of its validated params against the deployment
+# (allowlists, roots, secret names): raises errors.ParamRefused. Runs at
+# submission (so a refusal is a 422) and again when the task runs.
+ParamsCheck = Callable[[Any, "Settings"], Coroutine[Any, Any, None]]
 
 BUILTIN_MODULES = ("taskservice.worker.builtin_tasks", "taskservice.worker.housekeeping")
 # Names of the service's internal jobs (see worker/rescue.py); the tasks listing hides them.
@@ -67,6 +75,7 @@ class TaskType:
     # Longest a run may take (a submission may ask for less); None: no limit.
     timeout_seconds: float | None = None
     description: str = ""
+    check: ParamsCheck | None = None
 
     @property
     def is_async(self) -> bool:
@@ -74,8 +83,20 @@ class TaskType:
 
     @property
     def wants_context(self) -> bool:
-        """Whether the function takes a second argument: Procrastinate's JobContext."""
-        return len(inspect.signature(self.func).parameters) >= 2
+        """Whether the function takes a second positional argument: Procrastinate's JobContext."""
+        positional = [
+            p
+            for p in inspect.signature(self.func).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        return len(positional) >= 2
+
+    @property
+    def wants_settings(self) -> bool:
+        """Whether the function takes the keyword-only argument `settings`: the
+        deployment's Settings (allowlists, secrets, servers)."""
+        parameter = inspect.signature(self.func).parameters.get("settings")
+        return parameter is not None and parameter.kind is parameter.KEYWORD_ONLY
 
 
 def task_type(
@@ -84,9 +105,12 @@ def task_type(
     params: type[BaseModel],
     retry: RetryPolicy | None = None,
     timeout_seconds: float | None = None,
+    check: ParamsCheck | None = None,
 ) -> Callable[[Callable[..., Any]], TaskType]:
     """Turn a function into a TaskType. The function takes the validated params
-    model (and optionally Procrastinate's JobContext) and returns JSON-able data."""
+    model (and optionally Procrastinate's JobContext, and keyword-only
+    `settings`) and returns JSON-able data. `check` refuses params the
+    deployment does not allow, at submission and at run time."""
 
     if name.startswith(RESERVED_PREFIX):
         raise ValueError(f"task type names starting with {RESERVED_PREFIX!r} are the service's own")
@@ -99,6 +123,7 @@ def task_type(
             retry=retry or RetryPolicy(),
             timeout_seconds=timeout_seconds,
             description=inspect.getdoc(func) or "",
+            check=check,
         )
 
     return wrap

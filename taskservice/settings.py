@@ -217,6 +217,30 @@ class Settings(BaseSettings):
         ge=0,
         description="Wait after a webhook's first failed attempt; doubles, up to 5 minutes.",
     )
+    http_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated hosts the built-in task types (http.request, "
+        "notify.webhook, files.transfer's http source, batch.map's source) may call: a "
+        "name, an address, `.example.com` for its subdomains, or `*` for any public host. "
+        "Empty: none. A name resolving to a private, loopback or link-local address needs "
+        "that name or address listed exactly.",
+    )
+    files_root: Path | None = Field(
+        default=None,
+        description="Folder that `file:` paths of files.transfer and batch.map are "
+        "relative to; unset: `file:` paths are refused.",
+    )
+    smtp_url: SecretStr | None = Field(
+        default=None,
+        description="Mail server of notify.email: `smtp://[user:password@]host:port` "
+        "(`?starttls=true` to upgrade) or `smtps://...` for TLS; unset: email is refused.",
+    )
+    smtp_from: str | None = Field(default=None, description="Sender address of notify.email.")
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="S3 endpoint of files.transfer's `s3://` locations (for MinIO and "
+        "other S3-compatible stores); unset: AWS. Credentials: the usual AWS_* variables.",
+    )
     events_resume_seconds: float = Field(
         default=300.0,
         gt=0,
@@ -238,6 +262,7 @@ class Settings(BaseSettings):
         "metrics_queues",
         "cors_origins",
         "callback_allowed_hosts",
+        "http_allowed_hosts",
         mode="before",
     )
     @classmethod

@@ -8,7 +8,7 @@ from taskservice.errors import BatchNotFound, InvalidTaskRequest, UniqueKeyTaken
 from taskservice.job_options import OPTIONS_KEY
 from taskservice.models.batches import BatchCreate, BatchCreated, BatchPublic
 from taskservice.registry import DEFAULT_QUEUE, TaskRegistry
-from taskservice.services.callbacks import CallbackRules
+from taskservice.services.rules import SubmitRules
 from taskservice.services.tasks import job_args
 from taskservice.store import asyncpg_driver as db
 
@@ -18,13 +18,13 @@ async def submit_batch(
     pool: db.Pool,
     registry: TaskRegistry,
     request: BatchCreate,
-    callbacks: CallbackRules | None = None,
+    rules: SubmitRules | None = None,
     owner: int | None = None,
 ) -> BatchCreated:
     """Check every task, then store the batch and all its tasks in one
     transaction (one insert of the jobs). Any error: nothing is stored, and
     each wrong item is named by its index (`loc: ["body", "tasks", 17, ...]`)."""
-    rules = callbacks or CallbackRules()
+    rules = rules or SubmitRules()
     jobs: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     for index, item in enumerate(request.tasks):

@@ -21,7 +21,7 @@ from taskservice.models.schedules import (
 )
 from taskservice.models.tasks import TaskPublic
 from taskservice.registry import INTERNAL_PRIORITY, INTERNAL_QUEUE, PeriodicSchedule, TaskRegistry
-from taskservice.services.callbacks import CallbackRules
+from taskservice.services.rules import SubmitRules
 from taskservice.services.tasks import check_params, get_task, task_type_named
 from taskservice.settings import Settings
 from taskservice.store import asyncpg_driver as db
@@ -117,13 +117,15 @@ async def create_schedule(
     registry: TaskRegistry,
     request: ScheduleCreate,
     owner: int | None = None,
-    callbacks: CallbackRules | None = None,
+    rules: SubmitRules | None = None,
 ) -> SchedulePublic:
     """Validate and store a schedule, created by API key `owner` (its runs are
     that key's tasks); its first run is the first due time from now."""
-    check_params(task_type_named(registry, request.type), request.params)
+    rules = rules or SubmitRules()
+    task = task_type_named(registry, request.type)
+    await rules.check_params(task, check_params(task, request.params))
     if request.callback_url is not None:
-        await (callbacks or CallbackRules()).check(request.callback_url)
+        await rules.check(request.callback_url)
     timing = _timing(request.cron, request.interval_seconds, request.timezone)
     try:
         schedule_id = await db.fetchval(
@@ -144,7 +146,7 @@ async def update_schedule(
     registry: TaskRegistry,
     schedule_id: int,
     patch: ScheduleUpdate,
-    callbacks: CallbackRules | None = None,
+    rules: SubmitRules | None = None,
 ) -> SchedulePublic:
     """Change a schedule made through the API; a new timing restarts from now."""
     current = await get_schedule(pool=pool, schedule_id=schedule_id)
@@ -157,9 +159,10 @@ async def update_schedule(
         changes.setdefault("cron", None)
     merged: dict[str, Any] = {**current.model_dump(), **changes}
     if "callback_url" in changes:
-        await (callbacks or CallbackRules()).check(changes["callback_url"])
+        await (rules or SubmitRules()).check(changes["callback_url"])
     if "params" in changes:
-        check_params(task_type_named(registry, current.type), merged["params"])
+        task = task_type_named(registry, current.type)
+        await (rules or SubmitRules()).check_params(task, check_params(task, merged["params"]))
     timing = _timing(merged["cron"], merged["interval_seconds"], merged["timezone"])
     retimed = {"cron", "interval_seconds", "timezone"} & changes.keys() or (
         changes.get("enabled") and not current.enabled

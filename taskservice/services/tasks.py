@@ -27,7 +27,7 @@ from taskservice.models.tasks import (
     TasksPublic,
 )
 from taskservice.registry import DEFAULT_QUEUE, TaskRegistry, TaskType
-from taskservice.services.callbacks import CallbackRules
+from taskservice.services.rules import SubmitRules
 from taskservice.store import asyncpg_driver as db
 
 _QUEUEING_LOCK_INDEX = "procrastinate_jobs_queueing_lock_idx_v1"
@@ -53,8 +53,9 @@ def task_type_named(registry: TaskRegistry, name: str) -> TaskType:
     return task
 
 
-def check_params(task: TaskType, params: dict[str, Any]) -> None:
-    """Params valid for `task`, or a 422 naming each wrong one."""
+def check_params(task: TaskType, params: dict[str, Any]) -> pydantic.BaseModel:
+    """Params valid for `task` (validated), or a 422 naming each wrong one.
+    The type's own check of the deployment's rules is SubmitRules.check_params."""
     if OPTIONS_KEY in params:
         raise _invalid(
             ["params", OPTIONS_KEY],
@@ -64,7 +65,7 @@ def check_params(task: TaskType, params: dict[str, Any]) -> None:
     try:
         # Strict, as JSON: what the type's JSON schema says (no false for a
         # number, no "5" for an integer), not what Python coercion would make of it.
-        task.params_model.model_validate_json(json.dumps(params), strict=True)
+        return task.params_model.model_validate_json(json.dumps(params), strict=True)
     except pydantic.ValidationError as exc:
         raise InvalidTaskRequest(
             [
@@ -105,15 +106,16 @@ def request_hash(request: TaskCreate) -> str:
 async def job_args(
     registry: TaskRegistry,
     request: TaskCreate,
-    callbacks: CallbackRules | None = None,
+    rules: SubmitRules | None = None,
     owner: int | None = None,
 ) -> dict[str, Any]:
     """A submission's job args (params and options), or a 422 naming what is wrong."""
     task = task_type_named(registry, request.type)
-    check_params(task, request.params)
+    rules = rules or SubmitRules()
+    await rules.check_params(task, check_params(task, request.params))
     options = _options(task, request, owner)
     if request.callback_url is not None:
-        await (callbacks or CallbackRules()).check(request.callback_url)
+        await rules.check(request.callback_url)
         options["callback_url"] = request.callback_url
     return {**request.params, OPTIONS_KEY: options}
 
@@ -125,7 +127,7 @@ async def submit_task(
     request: TaskCreate,
     idempotency_key: str | None = None,
     idempotency_retention_seconds: float = 86_400.0,
-    callbacks: CallbackRules | None = None,
+    rules: SubmitRules | None = None,
     owner: int | None = None,
 ) -> tuple[TaskPublic, bool]:
     """Validate a submission and queue it, as a task of API key `owner` (None:
@@ -135,7 +137,7 @@ async def submit_task(
     retention window, the first task comes back instead (new = False). Keys are
     per API key: two clients cannot see or block each other's. The key and the
     job are written in one transaction: a crash keeps both or neither."""
-    args = await job_args(registry, request, callbacks, owner)
+    args = await job_args(registry, request, rules, owner)
     if idempotency_key is not None and owner is not None:
         idempotency_key = f"{owner}:{idempotency_key}"
     fingerprint = request_hash(request)

@@ -87,7 +87,7 @@ def build_queue_app(
             pass_context=True,
             queue=DEFAULT_QUEUE,
             retry=ServiceRetryStrategy(task.retry),
-        )(make_runner(task))
+        )(make_runner(task, settings))
     register_rescue(
         app,
         every_seconds=settings.rescue_interval_seconds,

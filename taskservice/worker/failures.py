@@ -24,6 +24,16 @@ class ResultNotStorable(Exception):
     ran, and running it again would repeat its side effects."""
 
 
+class DoNotRetry(Exception):
+    """Raised by a task for a failure another attempt cannot fix (a 4xx answer,
+    a refused destination): the task fails at once, whatever its retry policy.
+    `details` (JSON-able) is kept in the task's error for the client."""
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.details = details
+
+
 class TaskTimeout(Exception):
     """A run went past its time limit; it counts as a failed attempt."""
 
@@ -58,9 +68,13 @@ def describe_error(exc: BaseException, abort_reason: AbortReason | None = None) 
             f"the run succeeded but its result was refused: {exc}",
         )
     else:
-        return {
+        error: dict[str, Any] = {
             "type": type(exc).__name__,
             "message": _storable(str(exc)),
             "traceback": _storable("".join(traceback.format_exception(exc))),
         }
+        details = getattr(exc, "details", None)
+        if isinstance(exc, DoNotRetry) and details is not None:
+            error["details"] = details
+        return error
     return {"type": kind, "message": message, "traceback": None}

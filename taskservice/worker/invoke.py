@@ -15,6 +15,7 @@ from pydantic_core import to_jsonable_python
 
 from taskservice.job_options import OPTIONS_KEY
 from taskservice.registry import TaskType
+from taskservice.settings import Settings
 from taskservice.worker.failures import TaskTimeout
 from taskservice.worker.progress import (
     ProgressReporter,
@@ -32,8 +33,9 @@ def _prepare(task: TaskType, kwargs: dict[str, Any]) -> tuple[BaseModel, float |
     return task.params_model.model_validate(kwargs), limit
 
 
-def _args(task: TaskType, params: BaseModel, context: JobContext) -> tuple[Any, ...]:
-    return (params, context) if task.wants_context else (params,)
+def _call(task: TaskType, params: BaseModel, context: JobContext, settings: Settings) -> Any:
+    args = (params, context) if task.wants_context else (params,)
+    return task.func(*args, settings=settings) if task.wants_settings else task.func(*args)
 
 
 def _job_id(context: JobContext) -> int:
@@ -42,16 +44,20 @@ def _job_id(context: JobContext) -> int:
     return job_id
 
 
-def make_runner(task: TaskType) -> Callable[..., Any]:
-    """The function Procrastinate calls for `task` (with pass_context=True)."""
+def make_runner(task: TaskType, settings: Settings) -> Callable[..., Any]:
+    """The function Procrastinate calls for `task` (with pass_context=True).
+    The type's own check runs again before each run: what the deployment allows
+    may have changed since the submission (and DNS answers change)."""
     if task.is_async:
 
         async def run_async(context: JobContext, **kwargs: Any) -> Any:
             params, limit = _prepare(task, kwargs)
+            if task.check is not None:
+                await task.check(params, settings)
             reporter = ProgressReporter(context.app.connector, _job_id(context))
             try:
                 async with asyncio.timeout(limit) as deadline:
-                    result = await task.func(*_args(task, params, with_progress(context, reporter)))
+                    result = await _call(task, params, with_progress(context, reporter), settings)
             except TimeoutError as exc:
                 if limit is not None and deadline.expired():
                     raise TaskTimeout(limit) from exc
@@ -66,6 +72,8 @@ def make_runner(task: TaskType) -> Callable[..., Any]:
         # from outside: the time limit reaches the task through should_abort().
         def run_sync(context: JobContext, **kwargs: Any) -> Any:
             params, limit = _prepare(task, kwargs)
+            if task.check is not None:
+                asyncio.run(task.check(params, settings))
             deadline = None if limit is None else time.monotonic() + limit
 
             def timed_out() -> bool:
@@ -77,7 +85,7 @@ def make_runner(task: TaskType) -> Callable[..., Any]:
             reporter = open_from_thread(context.app.connector, _job_id(context))
             task_context = with_progress(context.evolve(abort_reason=abort_reason), reporter)
             try:
-                result = task.func(*_args(task, params, task_context))
+                result = _call(task, params, task_context, settings)
             except JobAborted:
                 if context.abort_reason() is None and timed_out():
                     raise TaskTimeout(limit or 0) from None

@@ -9,12 +9,17 @@ from procrastinate import BaseRetryStrategy, RetryDecision
 from procrastinate.exceptions import JobAborted
 from procrastinate.jobs import Job
 
+from taskservice.errors import ParamRefused
 from taskservice.job_options import job_options, uncharged_runs
 from taskservice.registry import RetryPolicy
-from taskservice.worker.failures import WorkerShutdown
+from taskservice.worker.failures import DoNotRetry, WorkerShutdown
 
-# Bad parameters fail the same way on every attempt.
-_NEVER_RETRIED: tuple[type[BaseException], ...] = (pydantic.ValidationError,)
+# Bad or refused parameters fail the same way on every attempt.
+_NEVER_RETRIED: tuple[type[BaseException], ...] = (
+    pydantic.ValidationError,
+    ParamRefused,
+    DoNotRetry,
+)
 
 
 def _now() -> datetime.datetime:

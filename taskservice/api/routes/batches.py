@@ -12,7 +12,7 @@ from taskservice.models.batches import BatchCreate, BatchCreated, BatchPublic
 from taskservice.models.tasks import PG_BIGINT_MAX
 from taskservice.services import batches as service
 from taskservice.services import events
-from taskservice.services.callbacks import CallbackRules
+from taskservice.services.rules import SubmitRules
 
 router = APIRouter()
 
@@ -40,7 +40,7 @@ async def submit_batch(
         pool=pool,
         registry=reg,
         request=body,
-        callbacks=CallbackRules.from_settings(settings),
+        rules=SubmitRules.from_settings(settings),
         owner=access.key_id,
     )
     for item in body.tasks:

@@ -18,7 +18,7 @@ from taskservice.models.schedules import (
 )
 from taskservice.models.tasks import PG_BIGINT_MAX, TaskPublic
 from taskservice.services import schedules as scheduling
-from taskservice.services.callbacks import CallbackRules
+from taskservice.services.rules import SubmitRules
 
 router = APIRouter(prefix="/scheduler/jobs", tags=["scheduler"])
 
@@ -61,7 +61,7 @@ async def create(
         registry=reg,
         request=body,
         owner=access.key_id,
-        callbacks=CallbackRules.from_settings(settings),
+        rules=SubmitRules.from_settings(settings),
     )
     response.headers["Location"] = f"/scheduler/jobs/{schedule.id}"
     return schedule
@@ -88,7 +88,7 @@ async def update(
         registry=reg,
         schedule_id=schedule_id,
         patch=body,
-        callbacks=CallbackRules.from_settings(settings),
+        rules=SubmitRules.from_settings(settings),
     )
 
 

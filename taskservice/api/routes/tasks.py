@@ -20,8 +20,8 @@ from taskservice.models.tasks import (
 )
 from taskservice.services import events
 from taskservice.services import tasks as service
-from taskservice.services.callbacks import CallbackRules
 from taskservice.services.events import MAX_WAIT_SECONDS
+from taskservice.services.rules import SubmitRules
 
 router = APIRouter()
 
@@ -63,7 +63,7 @@ async def submit(
         idempotency_key=idempotency_key,
         idempotency_retention_seconds=settings.idempotency_retention_seconds,
         owner=access.key_id,
-        callbacks=CallbackRules.from_settings(settings),
+        rules=SubmitRules.from_settings(settings),
     )
     response.headers["Location"] = f"/tasks/{task.id}"
     if created:
