@@ -21,7 +21,11 @@ if TYPE_CHECKING:
 # submission (so a refusal is a 422) and again when the task runs.
 ParamsCheck = Callable[[Any, "Settings"], Coroutine[Any, Any, None]]
 
-BUILTIN_MODULES = ("taskservice.worker.builtin_tasks", "taskservice.worker.housekeeping")
+BUILTIN_MODULES = (
+    "taskservice.worker.builtin_tasks",
+    "taskservice.worker.housekeeping",
+    "taskservice.worker.library",
+)
 # Names of the service's internal jobs (see worker/rescue.py); the tasks listing hides them.
 RESERVED_PREFIX = "taskservice."
 # The queue of the service's own jobs. Every worker serves it besides the

@@ -1,0 +1,3 @@
+"""The task library: ready-made task types for the everyday jobs (outbound HTTP
+calls, notifications, file transfers, data batches, SQL maintenance). Each module
+holds one type; importing them here is how the registry finds them."""
