@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import platformdirs
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from taskservice.logs import LogFormat
 
@@ -26,6 +33,35 @@ def _split_commas(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+# Settings gathered from every variable with a prefix (TASKSERVICE_SECRET_STRIPE
+# is the secret `stripe`): field name -> prefix, lower case. A field's own
+# variable (TASKSERVICE_SECRETS) is not read, so a name can never clash with it.
+_PREFIXED_MAPS = {"secrets": "taskservice_secret_", "sql_statements": "taskservice_sql_"}
+
+
+class _Environment(EnvSettingsSource):
+    """pydantic-settings' environment source, plus the prefixed maps: it scans
+    variable names by prefix, which pydantic-settings does not do by itself."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        if field_name in _PREFIXED_MAPS:
+            return None, field_name, False
+        return super().get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        for field_name, prefix in _PREFIXED_MAPS.items():
+            # env_vars has lower-case names (the settings are case-insensitive).
+            found = {
+                name[len(prefix) :]: value
+                for name, value in self.env_vars.items()
+                if name.startswith(prefix) and len(name) > len(prefix) and value is not None
+            }
+            if found:
+                data[field_name] = found
+        return data
 
 
 class Settings(BaseSettings):
@@ -241,11 +277,46 @@ class Settings(BaseSettings):
         description="S3 endpoint of files.transfer's `s3://` locations (for MinIO and "
         "other S3-compatible stores); unset: AWS. Credentials: the usual AWS_* variables.",
     )
+    http_max_response_bytes: int = Field(
+        default=1_048_576,
+        ge=1,
+        description="Most bytes of a response body http.request keeps in its result; "
+        "past it, the body is cut and the result says `truncated`.",
+    )
+    secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Credentials task params refer to by name: TASKSERVICE_SECRET_<NAME> "
+        '(`"auth": "secret:stripe"` reads TASKSERVICE_SECRET_STRIPE). Never shown.',
+    )
+    sql_statements: dict[str, str] = Field(
+        default_factory=dict,
+        description="SQL that sql.run may run, by name: TASKSERVICE_SQL_<NAME> "
+        "(`TASKSERVICE_SQL_PURGE_SESSIONS` is the statement `purge_sessions`).",
+    )
     events_resume_seconds: float = Field(
         default=300.0,
         gt=0,
         description="How far back GET /events replays changes after a Last-Event-ID.",
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, _Environment(settings_cls), dotenv_settings, file_secret_settings)
+
+    @field_validator("secrets", "sql_statements", mode="before")
+    @classmethod
+    def _lower_case_names(cls, value: object) -> object:
+        # Names are case-insensitive, as the variables they come from.
+        if isinstance(value, dict):
+            return {str(name).lower(): item for name, item in value.items()}
+        return value
 
     def session_guards(self) -> dict[str, str]:
         """PostgreSQL settings for the API's and the workers' sessions, in ms (0: off)."""

@@ -34,6 +34,24 @@ class DoNotRetry(Exception):
         self.details = details
 
 
+class RetryLater(Exception):
+    """Raised by a task for a failure worth another attempt (a 5xx, a 429, a lost
+    connection). `retry_after` (seconds, from a Retry-After answer) makes the next
+    attempt wait at least that long, within the policy's longest backoff; `details`
+    (JSON-able) is kept in the task's error if no attempt is left."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.details = details
+
+
 class TaskTimeout(Exception):
     """A run went past its time limit; it counts as a failed attempt."""
 
@@ -74,7 +92,7 @@ def describe_error(exc: BaseException, abort_reason: AbortReason | None = None) 
             "traceback": _storable("".join(traceback.format_exception(exc))),
         }
         details = getattr(exc, "details", None)
-        if isinstance(exc, DoNotRetry) and details is not None:
+        if isinstance(exc, DoNotRetry | RetryLater) and details is not None:
             error["details"] = details
         return error
     return {"type": kind, "message": message, "traceback": None}

@@ -12,7 +12,7 @@ from procrastinate.jobs import Job
 from taskservice.errors import ParamRefused
 from taskservice.job_options import job_options, uncharged_runs
 from taskservice.registry import RetryPolicy
-from taskservice.worker.failures import DoNotRetry, WorkerShutdown
+from taskservice.worker.failures import DoNotRetry, RetryLater, WorkerShutdown
 
 # Bad or refused parameters fail the same way on every attempt.
 _NEVER_RETRIED: tuple[type[BaseException], ...] = (
@@ -50,4 +50,8 @@ class ServiceRetryStrategy(BaseRetryStrategy):
         wait = self.policy.wait_after(
             attempt, float(backoff) if isinstance(backoff, int | float) else None
         )
+        if isinstance(exception, RetryLater) and exception.retry_after is not None:
+            # The server said when to come back (Retry-After): not sooner, but
+            # never past the policy's longest wait.
+            wait = min(max(wait, exception.retry_after), self.policy.max_backoff_seconds)
         return RetryDecision(retry_at=_now() + datetime.timedelta(seconds=wait))

@@ -22,3 +22,26 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings()
     assert settings.database_url is None
     assert (settings.host, settings.port, settings.concurrency) == ("127.0.0.1", 8000, 4)
+
+
+def test_secrets_and_sql_statements_are_gathered_by_prefix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TASKSERVICE_SECRET_STRIPE", "sk_test_1")
+    monkeypatch.setenv("TASKSERVICE_SECRET_Api_Key", "k2")
+    monkeypatch.setenv("TASKSERVICE_SQL_PURGE_SESSIONS", "delete from sessions")
+    # A map's own variable is not read: it would be the statement `statements`.
+    monkeypatch.setenv("TASKSERVICE_SQL_STATEMENTS", "select 1")
+    monkeypatch.setenv("TASKSERVICE_SECRETS", "not json")
+    settings = Settings()
+    assert {name: value.get_secret_value() for name, value in settings.secrets.items()} == {
+        "stripe": "sk_test_1",
+        "api_key": "k2",
+    }
+    assert settings.sql_statements == {
+        "purge_sessions": "delete from sessions",
+        "statements": "select 1",
+    }
+    assert "sk_test_1" not in repr(settings)
+    # Given directly (as tests do), names are case-insensitive too.
+    assert set(Settings(secrets={"Stripe": "x"}).secrets) >= {"stripe"}

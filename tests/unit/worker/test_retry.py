@@ -9,6 +9,7 @@ import pytest
 from procrastinate.jobs import Job
 
 from taskservice.registry import RetryPolicy
+from taskservice.worker.failures import DoNotRetry, RetryLater
 from taskservice.worker.retry import ServiceRetryStrategy
 
 
@@ -69,3 +70,27 @@ def test_bad_params_never_retry() -> None:
 def test_policy_needs_one_attempt() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         RetryPolicy(max_attempts=0)
+
+
+def _wait(strategy: ServiceRetryStrategy, exception: BaseException) -> float:
+    decision = strategy.get_retry_decision(exception=exception, job=_job(0))
+    assert decision is not None
+    assert decision.retry_at is not None
+    return (decision.retry_at - datetime.datetime.now(datetime.UTC)).total_seconds()
+
+
+def test_retry_after_is_honoured_within_the_longest_backoff() -> None:
+    strategy = ServiceRetryStrategy(
+        RetryPolicy(max_attempts=5, backoff_seconds=1, max_backoff_seconds=120)
+    )
+    assert 29 < _wait(strategy, RetryLater("429", retry_after=30)) <= 30
+    # Not sooner than the policy's own backoff...
+    assert 0.5 < _wait(strategy, RetryLater("429", retry_after=0)) <= 1
+    # ...and never past its longest wait.
+    assert 119 < _wait(strategy, RetryLater("429", retry_after=86_400)) <= 120
+    assert 0.5 < _wait(strategy, RetryLater("503")) <= 1
+
+
+def test_do_not_retry_fails_at_once() -> None:
+    strategy = ServiceRetryStrategy(RetryPolicy(max_attempts=5))
+    assert strategy.get_retry_decision(exception=DoNotRetry("404"), job=_job(0)) is None
