@@ -64,20 +64,45 @@ async def check_addresses(
     (an exactly listed name is not resolved here: [])."""
     if exactly_listed(host, allowed):
         return []
+    addresses = await _resolve(host, port)
+    _refuse_internal(host, addresses, allowed, setting=setting)
+    return addresses
+
+
+async def connectable_addresses(
+    host: str, port: int | None, allowed: Sequence[str], *, setting: str
+) -> list[str]:
+    """The addresses a connection to `host` may use, for a client that connects
+    to what was checked (so that a second DNS answer cannot point elsewhere):
+    the host must be listed by name, and a private, loopback or link-local
+    address needs the exact name or that address listed."""
+    if not host_listed(host, allowed):
+        raise DestinationRefused(f"host {host!r} is not in {setting}")
+    addresses = await _resolve(host, port)
+    if not exactly_listed(host, allowed):
+        _refuse_internal(host, addresses, allowed, setting=setting)
+    return addresses
+
+
+async def _resolve(host: str, port: int | None) -> list[str]:
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(
             host, port or 443, type=socket.SOCK_STREAM
         )
     except OSError as exc:
         raise DestinationRefused(f"cannot resolve {host!r}: {exc}") from exc
-    addresses = [str(info[4][0]) for info in infos]
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _refuse_internal(
+    host: str, addresses: Sequence[str], allowed: Sequence[str], *, setting: str
+) -> None:
     for address in addresses:
         if is_internal(address) and not exactly_listed(address, allowed):
             raise DestinationRefused(
                 f"{host!r} resolves to the internal address {address}; list the address "
                 f"or the exact name in {setting} to allow it"
             )
-    return addresses
 
 
 async def check_destination(url: str, allowed: Sequence[str], *, setting: str, field: str) -> None:

@@ -7,11 +7,12 @@ from typing import Any
 
 import psycopg
 import psycopg.conninfo
-from procrastinate import BaseConnector
+from procrastinate import BaseConnector, PsycopgConnector
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from taskservice.errors import DatabaseError, DatabaseUnavailable
 from taskservice.store.queries import query
 
 
@@ -74,6 +75,28 @@ async def fetch(conn: AsyncConnection[Any], name: str, /, **params: Any) -> list
     async with conn.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(q.psycopg_text, q.psycopg_params(params))
         return await cursor.fetchall() if cursor.description else []
+
+
+async def execute_configured(connector: BaseConnector, sql: str) -> int | None:
+    """Run `sql`, a statement the deployment configured (TASKSERVICE_SQL_<NAME>,
+    never text from a request), in one transaction on a pooled connection with
+    the workers' session limits; the rows it affected (None when PostgreSQL
+    reports no count). Raises DatabaseError (with its SQLSTATE) when the database
+    refuses it, DatabaseUnavailable when the connection is lost."""
+    if not isinstance(connector, PsycopgConnector):
+        raise TypeError("configured statements run on Procrastinate's psycopg connector")
+    try:
+        async with connector.pool.connection() as conn, conn.cursor() as cursor:
+            # Not a named query: the operator wrote this SQL in the configuration.
+            await cursor.execute(sql)
+            rows = cursor.rowcount
+    except psycopg.Error as exc:
+        if exc.sqlstate is None or exc.sqlstate.startswith("08"):
+            raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
+        raise DatabaseError(str(exc), exc.sqlstate) from exc
+    except OSError as exc:
+        raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
+    return rows if rows >= 0 else None
 
 
 # The driver's errors, for callers that must tell an outage from a refusal
