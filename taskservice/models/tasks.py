@@ -107,6 +107,11 @@ class TaskError(BaseModel):
     type: str
     message: str
     traceback: str | None = None
+    details: dict[str, Any] | None = Field(
+        default=None,
+        description="What the task type kept about the failure (the HTTP response of "
+        "http.request, say); absent for most errors.",
+    )
 
 
 class TaskAttempt(BaseModel):
