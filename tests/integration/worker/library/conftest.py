@@ -48,9 +48,9 @@ class Server:
     def url(self, path: str, host: str = "127.0.0.1") -> str:
         return f"http://{host}:{self.port}{path}"
 
-    def script(self, path: str, *answers: Answer) -> str:
+    def script(self, path: str, *answers: Answer, host: str = "127.0.0.1") -> str:
         self.scripts[path] = list(answers)
-        return self.url(path)
+        return self.url(path, host)
 
     def answer(self, request: Received) -> Answer:
         if request.path == "/echo":

@@ -3,7 +3,9 @@ and run by a real worker: results, retries, refusals and secrets."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import Any
 
 from pydantic import SecretStr
@@ -12,8 +14,8 @@ from taskservice.registry import TaskRegistry
 from taskservice.settings import Settings
 from tests.conftest import running_worker
 from tests.helpers import submit, wait_for_status
-from tests.processes import free_port
 from tests.integration.worker.library.conftest import Answer, Server, api, refusal
+from tests.processes import free_port
 
 JSON = {"Content-Type": "application/json"}
 SECRET = "sk_live_do-not-leak"
@@ -233,3 +235,25 @@ async def test_refused_at_submission(
             "/tasks", json={"type": "http.request", "params": {"url": web.url("/")}}
         )
         assert "TASKSERVICE_HTTP_ALLOWED_HOSTS is empty" in refusal(response)["msg"]
+
+
+async def test_a_schedule_calls_an_api_periodically(
+    web: Server, library_settings: Settings, registry: TaskRegistry
+) -> None:
+    """The periodic API call of README: a schedule running http.request."""
+    url = web.script("/ping", Answer(204))
+    schedule = {
+        "name": "ping-partner",
+        "type": "http.request",
+        "params": {"method": "POST", "url": url, "json": {"source": "taskservice"}},
+        "interval_seconds": 1,
+    }
+    async with api(library_settings, registry) as client:
+        response = await client.post("/scheduler/jobs", json=schedule)
+        assert response.status_code == 201, response.text
+        async with running_worker(library_settings, registry):
+            deadline = time.monotonic() + 15
+            while len(web.to("/ping")) < 2:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.2)
+    assert json.loads(web.to("/ping")[0].body) == {"source": "taskservice"}
