@@ -24,7 +24,9 @@ def _module(name: str, **attrs: object) -> str:
 
 
 def test_builtins_are_always_there() -> None:
-    assert load_registry().names == ["echo", "fail", "sleep"]
+    assert {"echo", "fail", "sleep", "http.request", "notify.webhook", "sql.run"} <= set(
+        load_registry().names
+    )
 
 
 def test_a_module_adds_its_task_types() -> None:
@@ -34,7 +36,7 @@ def test_a_module_adds_its_task_types() -> None:
         return params.x
 
     registry = load_registry([_module("org_tasks_ok", resize=resize)])
-    assert registry.names == ["echo", "fail", "resize", "sleep"]
+    assert set(registry.names) - set(load_registry().names) == {"resize"}
     assert registry["resize"].description == "Resize an image."
     assert not registry["resize"].is_async
     assert not registry["resize"].wants_context
