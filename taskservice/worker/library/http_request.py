@@ -103,7 +103,15 @@ def secret_named(reference: str, settings: Settings, loc: tuple[str | int, ...])
             f"no secret named {name!r} is configured (TASKSERVICE_SECRET_{name.upper()})",
             "unknown_secret",
         )
-    return secret.get_secret_value()
+    value = secret.get_secret_value()
+    if not value or any(c in value for c in "\r\n\x00"):
+        raise ParamRefused(
+            loc,
+            f"secret {name!r} is empty or holds a line break or NUL, which no HTTP "
+            f"header can carry: fix TASKSERVICE_SECRET_{name.upper()}",
+            "unusable_secret",
+        )
+    return value
 
 
 async def _check(params: HttpRequestParams, settings: Settings) -> None:
@@ -135,9 +143,13 @@ class Credential:
         return cls(scheme.removeprefix("header:"), secret, secret)
 
     def redact(self, text: str) -> str:
-        for value in sorted({self.value, self.secret}, key=len, reverse=True):
+        for value in sorted({self.value, self.secret} - {""}, key=len, reverse=True):
             text = text.replace(value, _REDACTED)
         return text
+
+
+def _redact(text: str, credential: Credential | None) -> str:
+    return text if credential is None else credential.redact(text)
 
 
 def retry_after_seconds(value: str | None, now: datetime.datetime | None = None) -> float | None:
@@ -246,7 +258,8 @@ async def exchange(
     except (TimeoutError, httpx.TimeoutException):
         raise RetryLater(f"no whole answer from {url} within {limit_seconds:g} s") from None
     except httpx.TransportError as exc:
-        detail = str(exc) or "no detail"
+        # h11 quotes a header value it refuses: the credential never reaches the error.
+        detail = _redact(str(exc), credential) or "no detail"
         raise RetryLater(f"{type(exc).__name__} calling {url}: {detail}") from None
     record = response_record(response, content, truncated, credential)
     status = response.status_code
@@ -286,10 +299,19 @@ async def http_request(params: HttpRequestParams, *, settings: Settings) -> dict
     timeouts, 429 (after its Retry-After) and 5xx; any other 4xx fails at once
     with the response in `error.details.response`."""
     credential = Credential.of(params, settings)
-    return await exchange(
-        build_request(params, credential),
-        settings,
-        limit_seconds=params.timeout_seconds,
-        follow_redirects=params.follow_redirects,
-        credential=credential,
-    )
+    try:
+        return await exchange(
+            build_request(params, credential),
+            settings,
+            limit_seconds=params.timeout_seconds,
+            follow_redirects=params.follow_redirects,
+            credential=credential,
+        )
+    except (DoNotRetry, RetryLater):
+        raise
+    except Exception as exc:
+        # Whatever else failed (httpx refusing a header, say) may quote the
+        # credential: the error keeps its type and a blanked message, no cause.
+        if credential is not None and credential.redact(str(exc)) != str(exc):
+            raise DoNotRetry(f"{type(exc).__name__}: {credential.redact(str(exc))}") from None
+        raise

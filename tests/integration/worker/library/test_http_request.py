@@ -190,12 +190,14 @@ async def test_a_redirect_to_a_host_not_allowed_is_refused(
 async def test_refused_at_submission(
     web: Server, library_settings: Settings, settings: Settings, registry: TaskRegistry
 ) -> None:
-    async with api(library_settings, registry) as client:
+    split = library_settings.model_copy(update={"secrets": {"split": SecretStr("a\nb")}})
+    async with api(split, registry) as client:
         for params, loc, reason in [
             ({"url": "http://example.org/"}, "url", "not in TASKSERVICE_HTTP_ALLOWED_HOSTS"),
             ({"url": "ftp://127.0.0.1/"}, "url", "http:// or https://"),
             ({"url": "http://u:p@127.0.0.1/"}, "url", "credentials"),
             ({"url": web.url("/"), "auth": "secret:nope"}, "auth", "TASKSERVICE_SECRET_NOPE"),
+            ({"url": web.url("/"), "auth": "secret:split"}, "auth", "line break"),
         ]:
             error = refusal(
                 await client.post("/tasks", json={"type": "http.request", "params": params})
