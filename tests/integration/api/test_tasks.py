@@ -40,21 +40,13 @@ async def test_unknown_type_is_422_listing_known_types(client: httpx.AsyncClient
     assert response.status_code == 422
     [error] = response.json()["detail"]
     assert error["loc"] == ["body", "type"]
-    assert (
-        "known types: echo, fail, flaky, nap, picky, picky_fail, recorded, sleep, sync_wait"
-        in (error["msg"])
+    # The built-in library grows: the test types are there, all listed, in order.
+    known = error["ctx"]["known_types"]
+    assert known == sorted(known)
+    assert {"echo", "fail", "flaky", "nap", "picky", "picky_fail", "recorded", "sleep"} <= set(
+        known
     )
-    assert error["ctx"]["known_types"] == [
-        "echo",
-        "fail",
-        "flaky",
-        "nap",
-        "picky",
-        "picky_fail",
-        "recorded",
-        "sleep",
-        "sync_wait",
-    ]
+    assert f"known types: {', '.join(known)}" in error["msg"]
 
 
 async def test_bad_params_are_422_naming_the_param(client: httpx.AsyncClient) -> None:
