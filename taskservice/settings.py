@@ -233,7 +233,7 @@ class Settings(BaseSettings):
     callback_secret: SecretStr | None = Field(
         default=None,
         description="Key of the completion webhooks' HMAC-SHA256 signature "
-        "(Taskservice-Signature); unset: deliveries go out unsigned.",
+        "(Taskservice-Signature); unset: callbacks and notify.webhook are refused.",
     )
     callback_allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
