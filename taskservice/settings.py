@@ -241,6 +241,11 @@ class Settings(BaseSettings):
         description="S3 endpoint of files.transfer's `s3://` locations (for MinIO and "
         "other S3-compatible stores); unset: AWS. Credentials: the usual AWS_* variables.",
     )
+    s3_allowed_buckets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated buckets files.transfer's `s3://` locations may name; "
+        "empty: `s3://` locations are refused.",
+    )
     events_resume_seconds: float = Field(
         default=300.0,
         gt=0,
@@ -263,6 +268,7 @@ class Settings(BaseSettings):
         "cors_origins",
         "callback_allowed_hosts",
         "http_allowed_hosts",
+        "s3_allowed_buckets",
         mode="before",
     )
     @classmethod

@@ -107,6 +107,9 @@ class TaskError(BaseModel):
     type: str
     message: str
     traceback: str | None = None
+    details: dict[str, Any] | None = Field(
+        default=None, description="What the task kept of a failure it will not retry."
+    )
 
 
 class TaskAttempt(BaseModel):

@@ -23,8 +23,12 @@ def _module(name: str, **attrs: object) -> str:
     return name
 
 
+# The task library (worker/library) adds its types too: these tests name only
+# the ones they are about, so a new library type does not break them.
 def test_builtins_are_always_there() -> None:
-    assert load_registry().names == ["echo", "fail", "sleep"]
+    names = load_registry().names
+    assert {"echo", "fail", "sleep", "files.transfer"} <= set(names)
+    assert names == sorted(names)
 
 
 def test_a_module_adds_its_task_types() -> None:
@@ -34,7 +38,7 @@ def test_a_module_adds_its_task_types() -> None:
         return params.x
 
     registry = load_registry([_module("org_tasks_ok", resize=resize)])
-    assert registry.names == ["echo", "fail", "resize", "sleep"]
+    assert set(registry.names) - set(load_registry().names) == {"resize"}
     assert registry["resize"].description == "Resize an image."
     assert not registry["resize"].is_async
     assert not registry["resize"].wants_context
