@@ -27,7 +27,7 @@ def _module(name: str, **attrs: object) -> str:
 # the ones they are about, so a new library type does not break them.
 def test_builtins_are_always_there() -> None:
     names = load_registry().names
-    assert {"echo", "fail", "sleep", "files.transfer"} <= set(names)
+    assert {"echo", "fail", "sleep", "files.transfer", "notify.email"} <= set(names)
     assert names == sorted(names)
 
 

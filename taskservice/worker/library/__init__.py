@@ -3,3 +3,4 @@ calls, notifications, file transfers, data batches, SQL maintenance). Each modul
 holds one type; importing them here is how the registry finds them."""
 
 from taskservice.worker.library.files_transfer import files_transfer as files_transfer
+from taskservice.worker.library.notify_email import notify_email as notify_email
