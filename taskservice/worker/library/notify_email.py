@@ -27,6 +27,10 @@ _ADDRESS = re.compile(
     r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
 )
+# Each body's limit: a notification, not a newsletter. Both at their limit, escaped
+# as JSON (up to 12 bytes a character), stay within the default request limit of
+# 1 MiB (TASKSERVICE_MAX_BODY_BYTES), so a longer one is a 422 naming it, not a 413.
+MAX_BODY_CHARACTERS = 40_000
 # Per connect, command and reply: a stuck server costs one attempt, not the run.
 SMTP_TIMEOUT_SECONDS = 30.0
 
@@ -49,10 +53,10 @@ class EmailParams(BaseModel):
         min_length=1, max_length=100, description="Recipients (name@example.com)."
     )
     subject: Annotated[str, AfterValidator(_one_line)] = Field(max_length=998)
-    text: str = Field(max_length=1_000_000, description="The plain-text body.")
+    text: str = Field(max_length=MAX_BODY_CHARACTERS, description="The plain-text body.")
     html: str | None = Field(
         default=None,
-        max_length=1_000_000,
+        max_length=MAX_BODY_CHARACTERS,
         description="An HTML body as well: the message becomes multipart/alternative.",
     )
 

@@ -425,3 +425,58 @@ async def test_an_http_source_answering_404_fails_without_retry(
     assert failed["attempts"] == 1
     assert failed["error"]["details"] == {"status": 404}
     assert source.requests == ["/missing"]
+
+
+async def test_an_unreachable_source_is_retried(
+    client: httpx.AsyncClient, worker: None, root: Path
+) -> None:
+    task = await submit(
+        client,
+        type="files.transfer",
+        params={"source": f"http://127.0.0.1:{free_port()}/x", "destination": "file:x"},
+        max_attempts=2,
+        backoff_seconds=0.1,
+    )
+    failed = await wait_for_status(client, task["id"], "failed", within=20)
+    assert [a["error"]["type"] for a in failed["attempt_history"]] == [
+        "TransferInterrupted",
+        "TransferInterrupted",
+    ]
+    assert _leftovers(root) == []
+
+
+async def test_an_unreachable_s3_endpoint_is_retried(
+    settings: Settings, registry: TaskRegistry, aws_env: None, root: Path, bucket: str
+) -> None:
+    nowhere = settings.model_copy(update={"s3_endpoint_url": f"http://127.0.0.1:{free_port()}"})
+    (root / "a.txt").write_bytes(b"a")
+    app = create_app(nowhere, registry=registry)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+        running_worker(nowhere, registry),
+    ):
+        task = await submit(
+            client,
+            type="files.transfer",
+            params={"source": "file:a.txt", "destination": f"s3://{bucket}/a.txt"},
+            max_attempts=2,
+            backoff_seconds=0.1,
+        )
+        failed = await wait_for_status(client, task["id"], "failed", within=30)
+    assert [a["error"]["type"] for a in failed["attempt_history"]] == [
+        "TransferInterrupted",
+        "TransferInterrupted",
+    ]
+    assert "S3 could not be reached" in failed["error"]["message"]
+
+
+async def test_a_missing_s3_object_fails_without_retry(
+    client: httpx.AsyncClient, worker: None, s3: S3Client, bucket: str, root: Path
+) -> None:
+    task = await _transfer(client, source=f"s3://{bucket}/nothing", destination="file:n")
+    failed = await wait_for_status(client, task["id"], "failed", within=20)
+    assert failed["attempts"] == 1
+    assert failed["error"]["details"] == {"s3_code": "NoSuchKey", "status": 404}
+    assert not (root / "n").exists()
+    assert _leftovers(root) == []
