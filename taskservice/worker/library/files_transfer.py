@@ -19,8 +19,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from taskservice.registry import RetryPolicy, task_type
 from taskservice.settings import Settings
-from taskservice.worker.failures import DoNotRetry
 from taskservice.worker.library import s3
+from taskservice.worker.library.errors import (
+    ChecksumMismatch,
+    TransferInterrupted,
+    TransferRefused,
+)
 from taskservice.worker.library.http_source import open_http
 from taskservice.worker.library.locations import (
     FileLocation,
@@ -31,7 +35,6 @@ from taskservice.worker.library.locations import (
     parse_location,
     resolve_in_root,
 )
-from taskservice.worker.library.transient import TransferInterrupted
 from taskservice.worker.progress import report_progress
 
 if TYPE_CHECKING:
@@ -116,7 +119,7 @@ async def files_transfer(
                     _report(context, copied, size)
             actual = digest.hexdigest()
             if params.sha256 is not None and actual != params.sha256.lower():
-                raise DoNotRetry(
+                raise ChecksumMismatch(
                     "checksum mismatch: the source's content is not the expected one; "
                     "the destination was left untouched",
                     details={"expected": params.sha256.lower(), "actual": actual, "bytes": copied},
@@ -144,7 +147,7 @@ def _in_root(settings: Settings, location: FileLocation) -> Path:
     try:
         return resolve_in_root(settings, location)
     except ValueError as exc:
-        raise DoNotRetry(f"file:{location.path} refused: {exc}") from exc
+        raise TransferRefused(f"file:{location.path} refused: {exc}") from exc
 
 
 @contextlib.asynccontextmanager
@@ -169,13 +172,15 @@ async def _open_source(
             # O_NOFOLLOW: a symlink swapped in since the path was resolved is refused.
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except (FileNotFoundError, NotADirectoryError) as exc:
-            raise DoNotRetry(f"source file:{location.path} does not exist") from exc
+            raise TransferRefused(f"source file:{location.path} does not exist") from exc
         except OSError as exc:
-            raise DoNotRetry(f"source file:{location.path} cannot be read: {exc.strerror}") from exc
+            raise TransferRefused(
+                f"source file:{location.path} cannot be read: {exc.strerror}"
+            ) from exc
         with os.fdopen(fd, "rb") as file:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
-                raise DoNotRetry(f"source file:{location.path} is not a regular file")
+                raise TransferRefused(f"source file:{location.path} is not a regular file")
 
             async def read() -> Chunks:
                 while chunk := await asyncio.to_thread(file.read, CHUNK_SIZE):
@@ -226,6 +231,6 @@ async def _open_sink(location: Location, settings: Settings, client: S3Client | 
     try:
         return await asyncio.to_thread(_FileSink, target)
     except OSError as exc:
-        raise DoNotRetry(
+        raise TransferRefused(
             f"destination file:{location.path} cannot be written: {exc.strerror}"
         ) from exc

@@ -8,9 +8,8 @@ from collections.abc import AsyncIterator
 import httpx
 
 from taskservice.services.destinations import DestinationRefused, check_destination
-from taskservice.worker.failures import DoNotRetry
+from taskservice.worker.library.errors import TransferInterrupted, TransferRefused
 from taskservice.worker.library.locations import HTTP_SETTING
-from taskservice.worker.library.transient import TransferInterrupted
 
 # Per read, connect and write; a slow but steady download is not cut short.
 TIMEOUT_SECONDS = 30.0
@@ -23,13 +22,13 @@ async def open_http(
     """The size (Content-Length, if sent) and the bytes of `url`. Redirects are
     not followed (their target would escape the allowlist). Connection errors,
     timeouts, 429 and 5xx are TransferInterrupted (retried); other answers
-    DoNotRetry."""
+    TransferRefused."""
     # The address check right before the request, against DNS rebinding since
     # submission. (The library's outbound client checks at connect time instead.)
     try:
         await check_destination(url, allowed_hosts, setting=HTTP_SETTING, field="source")
     except DestinationRefused as exc:
-        raise DoNotRetry(f"source refused: {exc}") from exc
+        raise TransferRefused(f"source refused: {exc}") from exc
     try:
         async with (
             httpx.AsyncClient(timeout=TIMEOUT_SECONDS, follow_redirects=False) as client,
@@ -40,7 +39,7 @@ async def open_http(
             if status == 429 or status >= 500:
                 raise TransferInterrupted(f"the source answered {status}")
             if status != 200:
-                raise DoNotRetry(
+                raise TransferRefused(
                     f"the source answered {status}; expected 200", details={"status": status}
                 )
             length = response.headers.get("content-length")

@@ -18,8 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from taskservice.errors import ParamRefused
 from taskservice.registry import RetryPolicy, task_type
 from taskservice.settings import Settings
-from taskservice.worker.failures import DoNotRetry
-from taskservice.worker.library.transient import EmailDeferred
+from taskservice.worker.library.errors import EmailDeferred, EmailRejected
 
 # An addr-spec of dot-atoms (RFC 5322 3.4.1) with a dotted domain: what mail
 # to people looks like. No display names, quoted local parts or IDN.
@@ -108,6 +107,8 @@ def _server(settings: Settings) -> tuple[SmtpServer, str]:
         raise ValueError("email is disabled on this deployment: TASKSERVICE_SMTP_URL is not set")
     if not settings.smtp_from:
         raise ValueError("email is disabled on this deployment: TASKSERVICE_SMTP_FROM is not set")
+    if "@" not in parseaddr(settings.smtp_from)[1]:
+        raise ValueError("TASKSERVICE_SMTP_FROM is not an address (Name <name@example.com>)")
     try:
         server = parse_smtp_url(settings.smtp_url.get_secret_value())
     except ValueError as exc:
@@ -163,23 +164,25 @@ def _reply(code: int, text: bytes | str) -> dict[str, Any]:
 
 def _failed(exc: Exception, server: SmtpServer) -> Exception:
     """The task's failure for an SMTP error: EmailDeferred (retried) for a lost
-    connection or a 4xx reply, DoNotRetry for a 5xx reply or a TLS failure."""
+    connection or a 4xx reply, EmailRejected (not retried) for a 5xx reply or a TLS failure."""
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         refused = {address: _reply(*reply) for address, reply in exc.recipients.items()}
         if any(400 <= reply["code"] < 500 for reply in refused.values()):
             return EmailDeferred(f"{server.name} deferred the recipients: {refused}")
-        return DoNotRetry(f"{server.name} refused every recipient", details={"refused": refused})
+        return EmailRejected(f"{server.name} refused every recipient", details={"refused": refused})
     if isinstance(exc, smtplib.SMTPResponseException):
         reply = _reply(exc.smtp_code, exc.smtp_error)
         if 400 <= exc.smtp_code < 500:
             return EmailDeferred(f"{server.name} answered {reply['code']} {reply['message']}")
-        return DoNotRetry(
+        return EmailRejected(
             f"{server.name} answered {reply['code']} {reply['message']}", details={"reply": reply}
         )
     if isinstance(exc, smtplib.SMTPNotSupportedError):
-        return DoNotRetry(f"{server.name} does not support what TASKSERVICE_SMTP_URL asks: {exc}")
+        return EmailRejected(
+            f"{server.name} does not support what TASKSERVICE_SMTP_URL asks: {exc}"
+        )
     if isinstance(exc, ssl.SSLError | ssl.CertificateError):
-        return DoNotRetry(f"TLS with {server.name} failed: {exc}")
+        return EmailRejected(f"TLS with {server.name} failed: {exc}")
     return EmailDeferred(f"{server.name} could not be reached: {exc!r}")
 
 
@@ -202,7 +205,7 @@ async def notify_email(params: EmailParams, *, settings: Settings) -> dict[str, 
     try:
         server, sender = _server(settings)
     except ValueError as exc:
-        raise DoNotRetry(str(exc)) from None
+        raise EmailRejected(str(exc)) from None
     message = build_message(params, sender)
     try:
         refused = await asyncio.to_thread(_send, server, message)

@@ -9,8 +9,7 @@ from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any
 
 from taskservice.settings import Settings
-from taskservice.worker.failures import DoNotRetry
-from taskservice.worker.library.transient import TransferInterrupted
+from taskservice.worker.library.errors import TransferInterrupted, TransferRefused
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -53,9 +52,9 @@ async def call(func: Callable[..., Any], /, **kwargs: Any) -> Any:
         message = f"S3 answered {status} {error.get('Code')}: {error.get('Message')}"
         if status >= 500 or status in (408, 429):
             raise TransferInterrupted(message) from exc
-        raise DoNotRetry(message, details=details) from exc
+        raise TransferRefused(message, details=details) from exc
     except exceptions.NoCredentialsError as exc:
-        raise DoNotRetry(
+        raise TransferRefused(
             "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
             "(or another source boto3 reads) for the worker"
         ) from exc

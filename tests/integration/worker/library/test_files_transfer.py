@@ -177,7 +177,7 @@ async def test_a_checksum_mismatch_fails_at_once_and_leaves_the_destination_unto
     task = await _transfer(client, source="file:a.csv", destination="file:b.csv", sha256="0" * 64)
     failed = await wait_for_status(client, task["id"], "failed")
     assert failed["attempts"] == 1
-    assert failed["error"]["type"] == "DoNotRetry"
+    assert failed["error"]["type"] == "ChecksumMismatch"
     assert "checksum mismatch" in failed["error"]["message"]
     assert failed["error"]["details"] == {
         "expected": "0" * 64,
@@ -214,6 +214,7 @@ async def test_a_missing_source_file_fails_without_retry(
     task = await _transfer(client, source="file:nothing.csv", destination="file:b.csv")
     failed = await wait_for_status(client, task["id"], "failed")
     assert failed["attempts"] == 1
+    assert failed["error"]["type"] == "TransferRefused"
     assert "does not exist" in failed["error"]["message"]
 
 

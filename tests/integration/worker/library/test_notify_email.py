@@ -236,6 +236,7 @@ async def test_auth_logs_in_and_a_refused_login_fails_without_retry_or_leak(
     assert len(mailbox.messages) == 1
     assert failed["status"] == "failed"
     assert failed["attempts"] == 1
+    assert failed["error"]["type"] == "EmailRejected"
     assert failed["error"]["details"]["reply"]["code"] == 535
     for text in (shown, json.dumps(done), caplog.text):
         assert PASSWORD not in text
@@ -321,6 +322,7 @@ async def test_an_unreachable_server_is_retried(settings: Settings, registry: Ta
     [
         (None, SENDER, "TASKSERVICE_SMTP_URL is not set"),
         ("smtp://127.0.0.1:25", None, "TASKSERVICE_SMTP_FROM is not set"),
+        ("smtp://127.0.0.1:25", "Task Service", "TASKSERVICE_SMTP_FROM is not an address"),
         ("http://u:hidden@127.0.0.1:25", SENDER, "must be smtp://host:port"),
         ("smtp://127.0.0.1:25?tls=yes", SENDER, "only option is ?starttls=true"),
     ],
