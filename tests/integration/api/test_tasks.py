@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 
+from taskservice.registry import TaskRegistry
 from tests.helpers import submit
 
 
@@ -35,18 +36,18 @@ async def test_get_returns_what_submit_returned(client: httpx.AsyncClient) -> No
     assert response.json() == {**task, "attempt_history": []}
 
 
-async def test_unknown_type_is_422_listing_known_types(client: httpx.AsyncClient) -> None:
+async def test_unknown_type_is_422_listing_known_types(
+    client: httpx.AsyncClient, registry: TaskRegistry
+) -> None:
     response = await client.post("/tasks", json={"type": "nope", "params": {}})
     assert response.status_code == 422
     [error] = response.json()["detail"]
     assert error["loc"] == ["body", "type"]
-    # The built-in library grows: the test types are there, all listed, in order.
-    known = error["ctx"]["known_types"]
-    assert known == sorted(known)
-    assert {"echo", "fail", "flaky", "nap", "picky", "picky_fail", "recorded", "sleep"} <= set(
-        known
-    )
+    # Every type the registry has (the task library's included), sorted, no internal one.
+    known = registry.names
+    assert {"echo", "fail", "flaky", "nap", "sleep", "sync_wait"} <= set(known)
     assert f"known types: {', '.join(known)}" in error["msg"]
+    assert error["ctx"]["known_types"] == known
 
 
 async def test_bad_params_are_422_naming_the_param(client: httpx.AsyncClient) -> None:
