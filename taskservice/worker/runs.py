@@ -59,8 +59,8 @@ async def end_run(
     was rescued, or already ended by an earlier try of this same write)."""
     assert job.id is not None
     if outcome.waiting and status == Status.SUCCEEDED:
-        parked = await pg.fetchrow(connector, "park_run", job_id=job.id, attempts=job.attempts)
-        return parked is not None
+        parked = await pg.fetch_all(connector, "park_run", job_id=job.id, attempts=job.attempts)
+        return bool(parked)
     async with connector.pool.connection() as conn, conn.transaction():
         moved = await pg.fetch(
             conn,

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from taskservice.errors import ParamRefused
 from taskservice.job_options import OPTIONS_KEY, job_options, options_for
+from taskservice.models.tasks import QueueName
 from taskservice.registry import RESERVED_PREFIX, RetryPolicy, TaskType, load_registry, task_type
 from taskservice.settings import Settings
 from taskservice.store import psycopg_driver as pg
@@ -56,6 +57,9 @@ class BatchMapParams(BaseModel):
     )
     concurrency: int = Field(
         default=4, ge=1, le=1000, description="How many items run at once, at most."
+    )
+    queue: QueueName | None = Field(
+        default=None, description="The items' queue; by default the batch.map's own."
     )
 
     @model_validator(mode="after")
@@ -153,7 +157,7 @@ async def batch_map(
     assert isinstance(connector, procrastinate.PsycopgConnector)
     job = context.job
     assert job.id is not None
-    batch = await pg.fetchrow(connector, "get_map_batch", job_id=job.id)
+    batch = await _batch_of(connector, job.id)
     if batch is None:
         child = child_type(params.type, settings)
         items, refused = await _items(params, child, settings)
@@ -163,10 +167,9 @@ async def batch_map(
         report_progress(context, 0.0, f"0 of {batch['total']} items ended")
     if batch["done_at"] is None:
         return WaitForBatch(batch["id"])
-    outcome = await pg.fetchrow(
+    (outcome,) = await pg.fetch_all(
         connector, "map_batch_outcome", batch_id=batch["id"], limit=MAX_FAILURES_LISTED
     )
-    assert outcome is not None
     return _summary(batch["id"], batch["refused_count"], batch["refused"] or [], outcome)
 
 
@@ -237,7 +240,7 @@ async def _defer_children(
             batch_id = claimed[0]["id"]
             tasks = [
                 {
-                    "queue": job.queue,
+                    "queue": params.queue or job.queue,
                     "type": child.name,
                     "priority": job.priority,
                     "unique_key": None,
@@ -256,9 +259,16 @@ async def _defer_children(
                 for n, (index, fields) in enumerate(items)
             ]
             await pg.fetch(conn, "defer_tasks", tasks=tasks)
-    batch = await pg.fetchrow(connector, "get_map_batch", job_id=job.id)
+    batch = await _batch_of(connector, job.id)
     assert batch is not None
     return batch
+
+
+async def _batch_of(
+    connector: procrastinate.PsycopgConnector, job_id: int
+) -> dict[str, Any] | None:
+    rows = await pg.fetch_all(connector, "get_map_batch", job_id=job_id)
+    return rows[0] if rows else None
 
 
 def _summary(
