@@ -100,7 +100,9 @@ CREATE TRIGGER taskservice_record_new_jobs
 -- The end of a batch.map's wait: back to the queue (announced the way
 -- Procrastinate's insert trigger does, so a worker fetches it at once), or
 -- `aborted` if cancelled meanwhile. Only a parent still `doing`: one that
--- ended otherwise (failed, cancelled before it ran) is left alone.
+-- ended otherwise (failed, cancelled before it ran) is left alone. If a newer
+-- pending task took its unique_key while it waited, it lets go of the key:
+-- the unique index must not stop the batch's last task from ending.
 CREATE FUNCTION taskservice.wake_batch_parent(parent bigint) RETURNS void
     LANGUAGE plpgsql
 AS $$
@@ -114,6 +116,11 @@ BEGIN
         attempts = attempts + 1,
         abort_requested = false,
         worker_id = NULL,
+        queueing_lock = CASE WHEN EXISTS (
+                SELECT 1 FROM public.procrastinate_jobs AS other
+                WHERE other.queueing_lock = procrastinate_jobs.queueing_lock
+                  AND other.status = 'todo' AND other.id <> parent
+            ) THEN NULL ELSE queueing_lock END,
         args = args || jsonb_build_object('_options',
             coalesce(args -> '_options', '{}'::jsonb) || jsonb_build_object(
                 'uncharged_runs',
@@ -158,6 +165,7 @@ DECLARE
     task_batch bigint;
     task_owner bigint;
     batch taskservice.batches;
+    parent taskservice.task_records;
 BEGIN
     UPDATE taskservice.task_records
     SET started_at = CASE WHEN NEW.status = 'doing' THEN now() ELSE started_at END,
@@ -202,12 +210,20 @@ BEGIN
         IF batch.parent_job_id IS NOT NULL AND is_final
            AND (batch.done_at IS NOT NULL OR batch.finished % greatest(1, batch.total / 100) = 0)
         THEN
-            UPDATE taskservice.task_records
+            UPDATE taskservice.task_records AS r
             SET progress = jsonb_build_object(
                 'fraction', CAST(batch.finished AS float8) / batch.total,
                 'message', format('%s of %s items ended', batch.finished, batch.total),
                 'updated_at', now())
-            WHERE job_id = batch.parent_job_id;
+            WHERE r.job_id = batch.parent_job_id
+            RETURNING r.* INTO parent;
+            -- Announced as record_progress announces a task's own report.
+            PERFORM pg_notify('taskservice_events', json_build_object(
+                'kind', 'progress', 'id', j.id, 'status', 'in_progress',
+                'queue', j.queue_name, 'type', j.task_name, 'batch_id', parent.batch_id,
+                'owner', parent.owner_key_id, 'progress', parent.progress)::text)
+            FROM public.procrastinate_jobs AS j
+            WHERE j.id = parent.job_id;
         END IF;
         IF batch.done_at IS NOT NULL THEN
             PERFORM pg_notify('taskservice_events',

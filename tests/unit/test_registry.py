@@ -24,7 +24,7 @@ def _module(name: str, **attrs: object) -> str:
 
 
 def test_builtins_are_always_there() -> None:
-    assert load_registry().names == ["echo", "fail", "sleep"]
+    assert load_registry().names == ["batch.map", "echo", "fail", "sleep"]
 
 
 def test_a_module_adds_its_task_types() -> None:
@@ -34,7 +34,7 @@ def test_a_module_adds_its_task_types() -> None:
         return params.x
 
     registry = load_registry([_module("org_tasks_ok", resize=resize)])
-    assert registry.names == ["echo", "fail", "resize", "sleep"]
+    assert registry.names == ["batch.map", "echo", "fail", "resize", "sleep"]
     assert registry["resize"].description == "Resize an image."
     assert not registry["resize"].is_async
     assert not registry["resize"].wants_context

@@ -224,6 +224,8 @@ async def _defer_children(
     concurrency>`: Procrastinate runs the tasks of one lock one at a time, in
     order, so at most `concurrency` run at once, and waiting ones hold no worker."""
     job = context.job
+    assert job.id is not None
+    job_id = job.id
     owner = job_options(job).get("owner")
     owner = owner if isinstance(owner, int) else None
     async with connector.pool.connection() as conn, conn.transaction():
@@ -259,7 +261,7 @@ async def _defer_children(
                 for n, (index, fields) in enumerate(items)
             ]
             await pg.fetch(conn, "defer_tasks", tasks=tasks)
-    batch = await _batch_of(connector, job.id)
+    batch = await _batch_of(connector, job_id)
     assert batch is not None
     return batch
 

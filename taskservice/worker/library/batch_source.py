@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-import httpx
-
 from taskservice.errors import ParamRefused
 from taskservice.services.destinations import DestinationRefused, check_destination
 from taskservice.settings import Settings
@@ -105,6 +103,10 @@ async def fetch_url(url: str, most: int) -> bytes:
     batch.map calls out: swap in the library's outbound client (which checks
     addresses at connect time) here. A 4xx raises DoNotRetry; a 5xx or a
     connection error raises httpx's error, which the retry policy retries."""
+    # Imported here: importing httpx pulls in rich and pygments when they are
+    # installed (its CLI), which the image does not ship (tests/unit/test_deploy.py).
+    import httpx
+
     async with (
         httpx.AsyncClient(timeout=_FETCH_TIMEOUT_SECONDS, follow_redirects=False) as client,
         client.stream("GET", url) as response,

@@ -41,7 +41,7 @@ async def test_unknown_type_is_422_listing_known_types(client: httpx.AsyncClient
     [error] = response.json()["detail"]
     assert error["loc"] == ["body", "type"]
     assert (
-        "known types: echo, fail, flaky, nap, picky, picky_fail, recorded, sleep, sync_wait"
+        "known types: batch.map, echo, fail, flaky, nap, picky, picky_fail, recorded, sleep, sync_wait"
         in (error["msg"])
     )
     assert error["ctx"]["known_types"] == [
