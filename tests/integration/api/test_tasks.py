@@ -41,8 +41,8 @@ async def test_unknown_type_is_422_listing_known_types(client: httpx.AsyncClient
     [error] = response.json()["detail"]
     assert error["loc"] == ["body", "type"]
     assert (
-        "known types: batch.map, echo, fail, flaky, nap, picky, picky_fail, recorded, sleep, sync_wait"
-        in (error["msg"])
+        "known types: batch.map, echo, fail, flaky, nap, picky, picky_fail, recorded, sleep, "
+        "sync_wait" in (error["msg"])
     )
     assert error["ctx"]["known_types"] == [
         "echo",
