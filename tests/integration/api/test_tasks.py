@@ -45,6 +45,7 @@ async def test_unknown_type_is_422_listing_known_types(client: httpx.AsyncClient
         "sync_wait" in (error["msg"])
     )
     assert error["ctx"]["known_types"] == [
+        "batch.map",
         "echo",
         "fail",
         "flaky",
