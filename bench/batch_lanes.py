@@ -22,6 +22,7 @@ from taskservice.store.queries import query
 
 LANES = 4
 FETCHES = 20
+_NEW_WORKER = "INSERT INTO procrastinate_workers DEFAULT VALUES RETURNING id"
 _FETCH = "SELECT id FROM procrastinate_fetch_job_v2(ARRAY['default'], $1)"
 
 
