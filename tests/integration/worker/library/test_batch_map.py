@@ -391,3 +391,19 @@ async def test_a_symlink_out_of_the_root_is_refused(
     )
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "params", "source"]
+
+
+async def test_a_source_over_the_size_limit_fails_before_any_item_runs(
+    client: httpx.AsyncClient, settings: Settings, registry: TaskRegistry, db: asyncpg.Connection
+) -> None:
+    assert settings.files_root is not None
+    (settings.files_root / "items.jsonl").write_text('{"value": 1}\n{"value": 2}\n')
+    small = settings.model_copy(update={"batch_map_max_source_bytes": 20})
+    async with running_worker(small, registry):
+        parent = await submit(
+            client, type="batch.map", params={"type": "item", "source": "file:items.jsonl"}
+        )
+        done = await wait_for_status(client, parent["id"], "failed", within=20)
+    assert "larger than 20 bytes" in done["error"]["message"]
+    assert done["attempts"] == 1
+    assert await db.fetchval(ITEM_JOBS) == 0
