@@ -122,7 +122,8 @@ async def test_no_more_than_concurrency_items_run_at_once(
         """,
         done["result"]["batch_id"],
     )
-    assert most == 3
+    # At most 3 (the worker has 6 slots); more than 1, or the lanes did not run side by side.
+    assert 2 <= most <= 3
 
 
 async def test_a_worker_of_concurrency_1_finishes_a_batch_map(
