@@ -573,7 +573,7 @@ WHERE b.parent_job_id IN (
 -- name: get_batch
 -- A batch with its tasks per status.
 SELECT
-    b.id, b.created_at, b.total, b.done_at, b.callback,
+    b.id, b.created_at, b.total, b.done_at, b.callback, b.parent_job_id AS parent_id,
     count(*) FILTER (WHERE t.status = 'pending') AS pending,
     count(*) FILTER (WHERE t.status = 'in_progress') AS in_progress,
     count(*) FILTER (WHERE t.status = 'completed') AS completed,

@@ -93,6 +93,7 @@ async def test_items_run_as_the_tasks_of_one_batch_and_are_summed_up(
     assert children[0]["result"] == {"doubled": 0}
     batch = (await client.get(f"/batches/{batch_id}")).json()
     assert (batch["total"], batch["completed"], batch["failed"], batch["done"]) == (6, 4, 2, True)
+    assert batch["parent_id"] == parent["id"]
     # The parent's waiting run is not charged to its attempts.
     assert done["attempts"] == 1
 
