@@ -493,14 +493,14 @@ SELECT EXISTS (SELECT 1 FROM taskservice.api_keys);
 -- name: defer_tasks
 -- Every task of a batch in one statement: Procrastinate's own defer function
 -- takes an array (its NOTIFY wakes the workers). :tasks is a JSON array of
--- {queue, type, priority, unique_key, args, run_at, delay_seconds}; the ids
--- come back in the same order.
+-- {queue, type, priority, unique_key, args, run_at, delay_seconds} and an
+-- optional Procrastinate `lock`; the ids come back in the same order.
 SELECT procrastinate_defer_jobs_v1(ARRAY(
     SELECT ROW(
         CAST(t ->> 'queue' AS varchar),
         CAST(t ->> 'type' AS varchar),
         CAST(t ->> 'priority' AS integer),
-        NULL,
+        t ->> 'lock',
         t ->> 'unique_key',
         t -> 'args',
         coalesce(
@@ -517,10 +517,63 @@ INSERT INTO taskservice.batches (total, callback_url, owner_key_id)
 VALUES (:total, :callback_url, :owner)
 RETURNING id;
 
+-- name: claim_map_batch
+-- The batch of batch.map task :job_id, new: no row back when that task already
+-- has one (an earlier run made it; the caller rolls back and reads that one).
+INSERT INTO taskservice.batches (total, owner_key_id, parent_job_id, refused_count, refused)
+VALUES (:total, :owner, :job_id, :refused_count, CAST(:refused AS jsonb))
+ON CONFLICT (parent_job_id) DO NOTHING
+RETURNING id;
+
+-- name: get_map_batch
+SELECT id, total, done_at, refused_count, refused
+FROM taskservice.batches
+WHERE parent_job_id = :job_id;
+
+-- name: map_batch_outcome
+-- A finished batch.map batch: its tasks per outcome, and the first :limit
+-- failed or cancelled ones by item index, with their errors (no traceback).
+WITH children AS (
+    SELECT CAST(j.args #>> '{_options,batch_index}' AS int) AS index, j.status, r.error
+    FROM taskservice.task_records AS r
+    JOIN procrastinate_jobs AS j ON j.id = r.job_id
+    WHERE r.batch_id = :batch_id
+), failures AS (
+    SELECT c.index, coalesce(c.error - 'traceback', jsonb_build_object(
+        'type', 'cancelled', 'message', 'cancelled before it ran')) AS error
+    FROM children AS c
+    WHERE c.status <> 'succeeded'
+    ORDER BY c.index
+    LIMIT :limit
+)
+SELECT
+    (SELECT count(*) FROM children) AS children,
+    (SELECT count(*) FROM children WHERE status = 'succeeded') AS completed,
+    (SELECT count(*) FROM children WHERE status <> 'succeeded') AS failed,
+    (SELECT coalesce(jsonb_agg(jsonb_build_object('index', f.index, 'error', f.error)
+        ORDER BY f.index), '[]'::jsonb) FROM failures AS f) AS failures;
+
+-- name: park_run
+-- A batch.map run that deferred its children ends without ending its task:
+-- the task stays `doing`, held by no worker, until its batch's last task
+-- wakes it (taskservice.wake_batch_parent). Only if this run still holds it.
+UPDATE procrastinate_jobs SET worker_id = NULL
+WHERE id = :job_id AND status = 'doing' AND attempts = :attempts
+RETURNING id;
+
+-- name: waiting_batch_parents
+-- Which of these `doing` tasks are batch.map tasks waiting for their batch:
+-- the rescue leaves them alone (the batch's last task wakes them).
+SELECT b.parent_job_id AS id
+FROM taskservice.batches AS b
+WHERE b.parent_job_id IN (
+    SELECT CAST(jsonb_array_elements_text(CAST(:job_ids AS jsonb)) AS bigint)
+) AND b.done_at IS NULL;
+
 -- name: get_batch
 -- A batch with its tasks per status.
 SELECT
-    b.id, b.created_at, b.total, b.done_at, b.callback,
+    b.id, b.created_at, b.total, b.done_at, b.callback, b.parent_job_id AS parent_id,
     count(*) FILTER (WHERE t.status = 'pending') AS pending,
     count(*) FILTER (WHERE t.status = 'in_progress') AS in_progress,
     count(*) FILTER (WHERE t.status = 'completed') AS completed,

@@ -298,6 +298,19 @@ class Settings(BaseSettings):
         description="Comma-separated buckets files.transfer's `s3://` locations may name; "
         "empty: `s3://` locations are refused.",
     )
+    batch_map_max_items: int = Field(
+        default=10_000,
+        ge=1,
+        le=100_000,
+        description="Most items one batch.map may run (its `items`, or the records of its "
+        "`source`). Each is a task; Procrastinate's fetch walks the waiting ones of a queue, "
+        "so very large batches slow every fetch on that queue while they wait.",
+    )
+    batch_map_max_source_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1,
+        description="Largest `source` file batch.map reads (JSON lines or CSV), in bytes.",
+    )
     events_resume_seconds: float = Field(
         default=300.0,
         gt=0,

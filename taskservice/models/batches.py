@@ -44,3 +44,6 @@ class BatchPublic(BaseModel):
     done: bool
     done_at: datetime | None
     callback: CallbackState | None = None
+    parent_id: int | None = Field(
+        default=None, description="The batch.map task whose items these are, if one made it."
+    )

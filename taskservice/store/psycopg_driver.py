@@ -57,6 +57,16 @@ async def fetchrow(connector: BaseConnector, name: str, /, **params: Any) -> dic
     return row
 
 
+async def fetch_all(connector: BaseConnector, name: str, /, **params: Any) -> list[dict[str, Any]]:
+    """Run the named query on Procrastinate's pool; return all its rows."""
+    q = query(name)
+    # Shielded: as in execute().
+    rows: list[dict[str, Any]] = await asyncio.shield(
+        connector.execute_query_all_async(q.psycopg_text, **q.psycopg_params(params))
+    )
+    return rows
+
+
 async def ping(conninfo: str) -> None:
     """Open a connection of its own (not from a pool, whose connections may be dead)
     and run the `ping` query; raises psycopg.OperationalError while the database

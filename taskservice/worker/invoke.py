@@ -23,6 +23,7 @@ from taskservice.worker.progress import (
     open_from_thread,
     with_progress,
 )
+from taskservice.worker.waiting import WaitForBatch
 
 
 def _prepare(task: TaskType, kwargs: dict[str, Any]) -> tuple[BaseModel, float | None]:
@@ -64,6 +65,8 @@ def make_runner(task: TaskType, settings: Settings) -> Callable[..., Any]:
                 raise
             finally:
                 await reporter.close()
+            if isinstance(result, WaitForBatch):
+                return result  # for the middleware: the run ends, the task waits
             return to_jsonable_python(result)
 
         runner: Callable[..., Any] = run_async

@@ -16,6 +16,7 @@ from taskservice.metrics import Metrics
 from taskservice.registry import RESERVED_PREFIX
 from taskservice.worker.failures import WorkerShutdown, describe_error
 from taskservice.worker.runs import Outcome, ServiceJobManager
+from taskservice.worker.waiting import WaitForBatch
 
 
 def _outcomes(worker: Worker) -> dict[int, Outcome]:
@@ -92,6 +93,11 @@ def outcome_recorder(metrics: Metrics | None = None) -> WorkerMiddleware:
             outcome = _failure_outcome(exc, context)
             raise
         else:
+            if isinstance(result, WaitForBatch):
+                # Neither completed nor failed yet: counted when its last run ends.
+                outcomes[job_id] = Outcome(waiting=True)
+                observed = None
+                return None
             outcomes[job_id] = Outcome(result=json.dumps(result), on_written=observe_latency)
             return result
         finally:

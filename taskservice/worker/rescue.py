@@ -33,6 +33,8 @@ def register_rescue(
     fault), or failed with `worker_lost` once they have lost their worker
     `max_worker_losses` times (a task that kills its worker every time).
 
+    A batch.map task waiting for its batch is not stalled (worker/waiting.py).
+
     The job has a queueing lock (one waiting at a time, however long workers are
     down) and no lock, so a rescuer that dies is itself rescued by the next."""
 
@@ -50,9 +52,21 @@ def register_rescue(
         stalled = await app.job_manager.get_stalled_jobs(
             seconds_since_heartbeat=stalled_after_seconds
         )
+        # A batch.map waiting for its batch is `doing` on no worker by design:
+        # the batch's last task wakes it (worker/waiting.py).
+        waiting = (
+            {
+                row["id"]
+                for row in await pg.fetch_all(
+                    connector, "waiting_batch_parents", job_ids=[job.id for job in stalled]
+                )
+            }
+            if stalled
+            else set()
+        )
         retried = failed = 0
         for job in stalled:
-            if job.id is None or job.id == context.job.id:
+            if job.id is None or job.id == context.job.id or job.id in waiting:
                 continue
             lost = WorkerLost(f"worker {job.worker_id} stopped sending heartbeats")
             last_chance = lost_runs(job) + 1 >= max_worker_losses

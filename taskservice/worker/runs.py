@@ -39,6 +39,8 @@ class Outcome:
     error: dict[str, Any] | None = None
     uncharged: bool = False
     lost: bool = False
+    # The task waits for its batch (worker/waiting.py): the run ends, the task does not.
+    waiting: bool = False
     # Called with how long the run waited to start, once its end is written.
     on_written: Callable[[float | None], None] | None = field(default=None, repr=False)
 
@@ -56,6 +58,9 @@ async def end_run(
     Returns False, writing nothing, when the run no longer holds the job (it
     was rescued, or already ended by an earlier try of this same write)."""
     assert job.id is not None
+    if outcome.waiting and status == Status.SUCCEEDED:
+        parked = await pg.fetch_all(connector, "park_run", job_id=job.id, attempts=job.attempts)
+        return bool(parked)
     async with connector.pool.connection() as conn, conn.transaction():
         moved = await pg.fetch(
             conn,
@@ -176,7 +181,7 @@ class ServiceJobManager(manager.JobManager):
             retry_at=retry_at,
             keep_trying_seconds=self._finish_retry_seconds,
         )
-        if not ended:
+        if not ended and not outcome.waiting:  # a waiting one may be woken before it parks
             logger.warning(
                 "job %s: run %d ended after it was rescued; its outcome is dropped",
                 job.id,

@@ -27,7 +27,14 @@ def _module(name: str, **attrs: object) -> str:
 # the ones they are about, so a new library type does not break them.
 def test_builtins_are_always_there() -> None:
     names = load_registry().names
-    library = {"http.request", "notify.webhook", "sql.run", "files.transfer", "notify.email"}
+    library = {
+        "http.request",
+        "notify.webhook",
+        "sql.run",
+        "files.transfer",
+        "notify.email",
+        "batch.map",
+    }
     assert {"echo", "fail", "sleep", *library} <= set(names)
     assert names == sorted(names)
 
