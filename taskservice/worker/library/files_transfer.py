@@ -195,12 +195,31 @@ class _Sink(Protocol):
     async def abort(self) -> None: ...
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it (os.umask would, for a
+    moment, for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
 class _FileSink:
     """A temporary file beside the target, renamed over it on commit."""
 
     def __init__(self, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        # mkstemp makes it 0600; the file should end as any new file would
+        # (or keep the mode of the one it replaces).
+        try:
+            mode = stat.S_IMODE(target.stat().st_mode)
+        except FileNotFoundError:
+            mode = 0o666 & ~_umask()
+        os.fchmod(fd, mode)
         self._target = target
         self._temporary = Path(name)
         self._file = os.fdopen(fd, "wb")

@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import http.server
 import os
+import stat
 import threading
 import time
 import tracemalloc
@@ -164,6 +165,10 @@ async def test_a_file_is_copied_and_its_checksum_verified(
     assert done["status"] == "completed", done["error"]
     assert done["result"] == {"bytes": len(data), "sha256": _sha256(data)}
     assert (root / "out" / "deep" / "a.bin").read_bytes() == data
+    # Made as any new file is (not the temporary file's 0600).
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((root / "out" / "deep" / "a.bin").stat().st_mode) == 0o666 & ~umask
     assert done["progress"]["fraction"] == 1.0
     assert done["progress"]["message"] == f"{len(data):,} of {len(data):,} bytes"
     assert _leftovers(root) == []
