@@ -17,6 +17,57 @@ SELECT (procrastinate_defer_jobs_v1(ARRAY[ROW(
     )
 )::procrastinate_job_to_defer_v1]))[1] AS id;
 
+-- name: submit_task
+-- Defers one task through Procrastinate's own defer function (its NOTIFY wakes a
+-- worker at once) and returns it as taskservice.tasks (views.sql) shows it, in
+-- one round trip. The statement cannot read back the job it inserts (one
+-- snapshot), so the row is made from what was deferred, by the view's own
+-- expressions: a new job is `todo` with no run, its record's created_at is this
+-- transaction's now(), its owner and batch come from `_options` as the insert
+-- trigger reads them (tests/integration/api/test_tasks.py compares it with GET).
+-- A delay counts from the database's clock, not the API's.
+WITH submitted AS (
+    SELECT
+        CAST(:queue AS varchar) AS queue_name,
+        CAST(:type AS varchar) AS task_name,
+        CAST(:priority AS integer) AS priority,
+        CAST(:unique_key AS text) AS queueing_lock,
+        CAST(:args AS jsonb) AS args,
+        coalesce(
+            CAST(:run_at AS timestamptz),
+            now() + make_interval(secs => CAST(:delay_seconds AS float8))
+        ) AS scheduled_at
+), job AS (
+    SELECT s.*, (procrastinate_defer_jobs_v1(ARRAY[ROW(
+        s.queue_name, s.task_name, s.priority, NULL, s.queueing_lock, s.args, s.scheduled_at
+    )::procrastinate_job_to_defer_v1]))[1] AS id
+    FROM submitted AS s
+)
+SELECT
+    j.id,
+    j.task_name AS type,
+    j.args - '_options' AS params,
+    n.status,
+    j.priority,
+    j.queue_name AS queue,
+    j.queueing_lock AS unique_key,
+    0 AS attempts,
+    (j.args -> '_options' ->> 'max_attempts')::int AS max_attempts,
+    (j.args -> '_options' ->> 'timeout_seconds')::float8 AS timeout_seconds,
+    false AS abort_requested,
+    now() AS created_at,
+    j.scheduled_at,
+    CAST(NULL AS timestamptz) AS next_attempt_at,
+    CAST(NULL AS timestamptz) AS started_at,
+    CAST(NULL AS timestamptz) AS finished_at,
+    CAST(NULL AS jsonb) AS result,
+    CAST(NULL AS jsonb) AS error,
+    CAST(NULL AS jsonb) AS progress,
+    CAST(j.args -> '_options' ->> 'batch_id' AS bigint) AS batch_id,
+    CAST(NULL AS jsonb) AS callback
+FROM job AS j
+JOIN taskservice.status_names AS n ON n.procrastinate_status = 'todo';
+
 -- name: find_unique_key_holder
 SELECT id FROM procrastinate_jobs WHERE queueing_lock = :unique_key AND status = 'todo';
 
@@ -40,6 +91,19 @@ UPDATE taskservice.idempotency_keys SET job_id = :job_id WHERE key = :key;
 -- :owner limits it to one key's tasks (NULL: any task).
 SELECT * FROM taskservice.tasks
 WHERE id = :task_id AND (CAST(:owner AS bigint) IS NULL OR owner_key_id = :owner);
+
+-- name: get_task_with_attempts
+-- get_task and get_task_attempts in one round trip: every run as a row of
+-- (attempt, started_at, finished_at, outcome, error), in order.
+SELECT t.*, ARRAY(
+    SELECT ROW(a.attempt, a.started_at, a.finished_at,
+        CASE a.outcome WHEN 'todo' THEN 'retry' ELSE a.outcome END, a.error)
+    FROM taskservice.task_attempts AS a
+    WHERE a.job_id = t.id
+    ORDER BY a.attempt
+) AS attempt_rows
+FROM taskservice.tasks AS t
+WHERE t.id = :task_id AND (CAST(:owner AS bigint) IS NULL OR t.owner_key_id = :owner);
 
 -- name: get_task_attempts
 SELECT attempt, started_at, finished_at,
@@ -93,14 +157,25 @@ ORDER BY j.queue_name;
 -- (as JSON text) past :page_bytes, but holds at least one task; `fetched` (rows
 -- before that cut) tells the caller whether it left some out. The sizes are
 -- measured here, so a page over the budget never reaches the API's memory.
+-- A status is :one_status when it is one of Procrastinate's (pending, completed,
+-- failed): with `=`, the planner walks the (status, id) index backwards and
+-- stops at the page's end; an array (`= ANY`) would make it read and sort every
+-- task of that status, or walk the whole table by id past other statuses.
+-- :statuses (in_progress, cancelled: two of Procrastinate's each) are read and
+-- sorted: in_progress tasks are few.
+-- plan: custom
 WITH page AS (
 SELECT t.*,
     octet_length(t.params::text) + coalesce(octet_length(t.result::text), 0)
         + coalesce(octet_length(t.error::text), 0) AS task_bytes
 FROM taskservice.tasks AS t
 WHERE (
-    CAST(:status AS text) IS NULL
-    OR t.procrastinate_status = ANY (taskservice.procrastinate_statuses(:status))
+    CAST(:one_status AS procrastinate_job_status) IS NULL
+    OR t.procrastinate_status = CAST(:one_status AS procrastinate_job_status)
+  )
+  AND (
+    CAST(:statuses AS procrastinate_job_status[]) IS NULL
+    OR t.procrastinate_status = ANY (CAST(:statuses AS procrastinate_job_status[]))
   )
   AND (CAST(:type AS text) IS NULL AND NOT t.internal OR t.type = :type)
   AND (CAST(:queue AS text) IS NULL OR t.queue = :queue)

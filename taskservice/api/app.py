@@ -26,7 +26,7 @@ from taskservice.api.routes import (
 from taskservice.metrics import Metrics
 from taskservice.registry import TaskRegistry, load_registry
 from taskservice.services.health import WorkerProbe
-from taskservice.services.keys import prepare_access
+from taskservice.services.keys import KeyCache, prepare_access
 from taskservice.services.schedules import code_schedules, sync_code_schedules
 from taskservice.settings import Settings
 from taskservice.store import asyncpg_driver as db
@@ -73,8 +73,12 @@ def create_app(
             app.state.settings = settings
             app.state.metrics = app_metrics
             app.state.worker = worker
+            key_cache = KeyCache(
+                ttl_seconds=settings.api_key_cache_seconds, trusted=listener.connected.is_set
+            )
+            listener.watch("api_keys", key_cache.invalidate)
+            app.state.key_cache = key_cache
             await prepare_access(pool=pool, host=settings.host, bootstrap_key=bootstrap_key)
-            app.state.keys_seen = False
             await sync_code_schedules(pool=pool, schedules=code_schedules(settings, task_registry))
             yield
         finally:

@@ -22,19 +22,20 @@ _Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 async def _principal(request: Request, _: _Credentials) -> Principal:
     state = request.app.state
     settings: Settings = state.settings
+    cache: key_service.KeyCache = state.key_cache
     header = request.headers.get("authorization")
     if header is None:
-        # Open while no key exists, on loopback only; once a key exists it always
-        # will (keys are revoked, not deleted), so the answer is kept.
-        if not state.keys_seen and key_service.is_loopback(settings.host):
-            if not await key_service.keys_exist(pool=state.pool):
-                return OPEN_ACCESS
-            state.keys_seen = True
+        # Open while no key exists, on loopback only (see KeyCache for how soon
+        # the first key closes it).
+        if key_service.is_loopback(settings.host) and not await key_service.keys_exist(
+            pool=state.pool, cache=cache
+        ):
+            return OPEN_ACCESS
         raise NotAuthenticated("this call needs an API key: send `Authorization: Bearer <key>`")
     scheme, _sep, key = header.strip().partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise NotAuthenticated("malformed Authorization header: expected `Bearer <key>`")
-    principal = await key_service.authenticate(pool=state.pool, key=key.strip())
+    principal = await key_service.authenticate(pool=state.pool, key=key.strip(), cache=cache)
     if principal is None:
         raise NotAuthenticated("unknown or revoked API key")
     return principal

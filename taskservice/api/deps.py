@@ -1,4 +1,8 @@
-"""FastAPI dependencies: what a route needs from the app's state."""
+"""FastAPI dependencies: what a route needs from the app's state.
+
+Each is `async def` although it never awaits: FastAPI runs a plain `def`
+dependency in a worker thread, a hand-off that cost more per request than
+the route's own work (py-spy, issue 10)."""
 
 from __future__ import annotations
 
@@ -14,32 +18,32 @@ from taskservice.store import asyncpg_driver as db
 from taskservice.store.listener import EventListener
 
 
-def _pool(request: Request) -> db.Pool:
+async def _pool(request: Request) -> db.Pool:
     pool: db.Pool = request.app.state.pool
     return pool
 
 
-def _listener(request: Request) -> EventListener:
+async def _listener(request: Request) -> EventListener:
     listener: EventListener = request.app.state.listener
     return listener
 
 
-def _registry(request: Request) -> TaskRegistry:
+async def _registry(request: Request) -> TaskRegistry:
     registry: TaskRegistry = request.app.state.registry
     return registry
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _metrics(request: Request) -> Metrics:
+async def _metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
 
 
-def _worker(request: Request) -> WorkerProbe | None:
+async def _worker(request: Request) -> WorkerProbe | None:
     worker: WorkerProbe | None = request.app.state.worker
     return worker
 

@@ -20,6 +20,7 @@ from taskservice.errors import (
 )
 from taskservice.job_options import OPTIONS_KEY, options_for
 from taskservice.models.tasks import (
+    PROCRASTINATE_STATUSES,
     TaskAttempt,
     TaskCreate,
     TaskFilters,
@@ -136,24 +137,24 @@ async def submit_task(
     per API key: two clients cannot see or block each other's. The key and the
     job are written in one transaction: a crash keeps both or neither."""
     args = await job_args(registry, request, callbacks, owner)
-    if idempotency_key is not None and owner is not None:
-        idempotency_key = f"{owner}:{idempotency_key}"
-    fingerprint = request_hash(request)
     earlier: int | None = None
     try:
+        if idempotency_key is None:
+            # One statement, committed on its own: the whole submission in one
+            # round trip, the task as the API shows it included.
+            return await _submit(pool, request, args), True
+        if owner is not None:
+            idempotency_key = f"{owner}:{idempotency_key}"
+        fingerprint = request_hash(request)
         # One connection for the whole transaction: nothing inside may take a
         # second one from the pool, or concurrent requests could starve it.
         async with db.transaction(pool) as conn:
-            if idempotency_key is not None:
-                earlier = await _claim_key(
-                    conn, idempotency_key, fingerprint, idempotency_retention_seconds
-                )
+            earlier = await _claim_key(
+                conn, idempotency_key, fingerprint, idempotency_retention_seconds
+            )
             if earlier is None:
-                job_id = await _defer(conn, request, args)
-                if idempotency_key is not None:
-                    await db.execute(
-                        conn, "set_idempotency_job", key=idempotency_key, job_id=job_id
-                    )
+                task = await _submit(conn, request, args)
+                await db.execute(conn, "set_idempotency_job", key=idempotency_key, job_id=task.id)
     except UniqueViolation as exc:
         if exc.constraint != _QUEUEING_LOCK_INDEX or request.unique_key is None:
             raise
@@ -161,13 +162,14 @@ async def submit_task(
         raise UniqueKeyTaken(request.unique_key, holder) from exc
     if earlier is not None:
         return await get_task(pool=pool, task_id=earlier), False
-    return await get_task(pool=pool, task_id=job_id), True
+    return task, True
 
 
-async def _defer(conn: db.Executor, request: TaskCreate, args: dict[str, Any]) -> int:
-    job_id: int = await db.fetchval(
-        conn,
-        "defer_task",
+async def _submit(db_: db.Executor, request: TaskCreate, args: dict[str, Any]) -> TaskPublic:
+    """Defer the task; return it as GET /tasks/{id} would show it now."""
+    row = await db.fetchrow(
+        db_,
+        "submit_task",
         queue=request.queue or DEFAULT_QUEUE,
         type=request.type,
         priority=request.priority,
@@ -176,7 +178,8 @@ async def _defer(conn: db.Executor, request: TaskCreate, args: dict[str, Any]) -
         run_at=request.run_at,
         delay_seconds=request.delay_seconds,
     )
-    return job_id
+    assert row is not None  # the statement returns the row it deferred
+    return TaskPublic.model_validate(dict(row))
 
 
 async def _claim_key(
@@ -206,14 +209,22 @@ async def get_task(
 ) -> TaskPublic:
     """One task by id (with every attempt if asked), or TaskNotFound; with an
     `owner`, only a task of that API key (another key's task is not found)."""
-    row = await db.fetchrow(pool, "get_task", task_id=task_id, owner=owner)
+    if not with_history:
+        row = await db.fetchrow(pool, "get_task", task_id=task_id, owner=owner)
+        if row is None:
+            raise TaskNotFound(task_id)
+        return TaskPublic.model_validate(dict(row))
+    row = await db.fetchrow(pool, "get_task_with_attempts", task_id=task_id, owner=owner)
     if row is None:
         raise TaskNotFound(task_id)
-    task = TaskPublic.model_validate(dict(row))
-    if with_history:
-        attempts = await db.fetch(pool, "get_task_attempts", task_id=task_id)
-        task.attempt_history = [TaskAttempt.model_validate(dict(a)) for a in attempts]
-    return task
+    fields = dict(row)
+    fields["attempt_history"] = [
+        TaskAttempt(
+            attempt=attempt, started_at=started, finished_at=finished, outcome=outcome, error=error
+        )
+        for attempt, started, finished, outcome, error in fields.pop("attempt_rows")
+    ]
+    return TaskPublic.model_validate(fields)
 
 
 async def cancel_task(*, pool: db.Pool, task_id: int, owner: int | None = None) -> TaskPublic:
@@ -262,10 +273,12 @@ async def list_tasks(
     that API key's). The page ends early when its params, results and errors
     would pass `page_bytes` (as JSON text); it holds at least one task, and
     `next_cursor` goes on from where it ended."""
+    statuses = PROCRASTINATE_STATUSES[filters.status] if filters.status else ()
     rows = await db.fetch(
         pool,
         "list_tasks",
-        status=filters.status.value if filters.status else None,
+        one_status=statuses[0] if len(statuses) == 1 else None,
+        statuses=list(statuses) if len(statuses) > 1 else None,
         type=filters.type,
         queue=filters.queue,
         created_after=filters.created_after,
