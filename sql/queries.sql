@@ -17,37 +17,45 @@ SELECT (procrastinate_defer_jobs_v1(ARRAY[ROW(
     )
 )::procrastinate_job_to_defer_v1]))[1] AS id;
 
--- name: submit_task
--- Defers one task through Procrastinate's own defer function (its NOTIFY wakes a
--- worker at once) and returns it as taskservice.tasks (views.sql) shows it, in
--- one round trip. The statement cannot read back the job it inserts (one
--- snapshot), so the row is made from what was deferred, by the view's own
--- expressions: a new job is `todo` with no run, its record's created_at is this
--- transaction's now(), its owner and batch come from `_options` as the insert
--- trigger reads them (tests/integration/api/test_tasks.py compares it with GET).
+-- name: submit_tasks
+-- Defers tasks through Procrastinate's own defer function (its NOTIFY wakes a
+-- worker at once) and returns each as taskservice.tasks (views.sql) shows it,
+-- in the order given, in one round trip: POST /tasks sends the submissions that
+-- arrive together in one such statement (services/submissions.py). :tasks is a
+-- JSON array of {queue, type, priority, unique_key, args, run_at, delay_seconds}.
+-- The statement cannot read back the jobs it inserts (one snapshot), so each row
+-- is made from what was deferred, with the view's own expressions: a new job is
+-- `todo` with no run, its record's created_at is this transaction's now(), its
+-- owner and batch come from `_options` as the insert trigger reads them
+-- (tests/integration/api/test_tasks.py compares the answer with GET).
 -- A delay counts from the database's clock, not the API's.
 WITH submitted AS (
     SELECT
-        CAST(:queue AS varchar) AS queue_name,
-        CAST(:type AS varchar) AS task_name,
-        CAST(:priority AS integer) AS priority,
-        CAST(:unique_key AS text) AS queueing_lock,
-        CAST(:args AS jsonb) AS args,
+        x.n,
+        CAST(x.t ->> 'queue' AS varchar) AS queue_name,
+        CAST(x.t ->> 'type' AS varchar) AS task_name,
+        CAST(x.t ->> 'priority' AS integer) AS priority,
+        x.t ->> 'unique_key' AS queueing_lock,
+        x.t -> 'args' AS args,
         coalesce(
-            CAST(:run_at AS timestamptz),
-            now() + make_interval(secs => CAST(:delay_seconds AS float8))
+            CAST(x.t ->> 'run_at' AS timestamptz),
+            now() + make_interval(secs => CAST(x.t ->> 'delay_seconds' AS float8))
         ) AS scheduled_at
-), job AS (
-    SELECT s.*, (procrastinate_defer_jobs_v1(ARRAY[ROW(
-        s.queue_name, s.task_name, s.priority, NULL, s.queueing_lock, s.args, s.scheduled_at
-    )::procrastinate_job_to_defer_v1]))[1] AS id
-    FROM submitted AS s
+    FROM jsonb_array_elements(CAST(:tasks AS jsonb)) WITH ORDINALITY AS x (t, n)
+), deferred AS (
+    SELECT procrastinate_defer_jobs_v1(ARRAY(
+        SELECT ROW(
+            s.queue_name, s.task_name, s.priority, NULL, s.queueing_lock, s.args, s.scheduled_at
+        )::procrastinate_job_to_defer_v1
+        FROM submitted AS s
+        ORDER BY s.n
+    )) AS ids
 )
 SELECT
-    j.id,
+    d.ids[j.n] AS id,
     j.task_name AS type,
     j.args - '_options' AS params,
-    n.status,
+    st.status,
     j.priority,
     j.queue_name AS queue,
     j.queueing_lock AS unique_key,
@@ -65,8 +73,10 @@ SELECT
     CAST(NULL AS jsonb) AS progress,
     CAST(j.args -> '_options' ->> 'batch_id' AS bigint) AS batch_id,
     CAST(NULL AS jsonb) AS callback
-FROM job AS j
-JOIN taskservice.status_names AS n ON n.procrastinate_status = 'todo';
+FROM submitted AS j
+CROSS JOIN deferred AS d
+JOIN taskservice.status_names AS st ON st.procrastinate_status = 'todo'
+ORDER BY j.n;
 
 -- name: find_unique_key_holder
 SELECT id FROM procrastinate_jobs WHERE queueing_lock = :unique_key AND status = 'todo';
@@ -94,10 +104,11 @@ WHERE id = :task_id AND (CAST(:owner AS bigint) IS NULL OR owner_key_id = :owner
 
 -- name: get_task_with_attempts
 -- get_task and get_task_attempts in one round trip: every run as a row of
--- (attempt, started_at, finished_at, outcome, error), in order.
+-- (attempt, started_at, finished_at, outcome, error as JSON text: the
+-- driver's jsonb decoder does not reach into an anonymous record), in order.
 SELECT t.*, ARRAY(
     SELECT ROW(a.attempt, a.started_at, a.finished_at,
-        CASE a.outcome WHEN 'todo' THEN 'retry' ELSE a.outcome END, a.error)
+        CASE a.outcome WHEN 'todo' THEN 'retry' ELSE a.outcome END, CAST(a.error AS text))
     FROM taskservice.task_attempts AS a
     WHERE a.job_id = t.id
     ORDER BY a.attempt

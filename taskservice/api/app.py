@@ -28,6 +28,7 @@ from taskservice.registry import TaskRegistry, load_registry
 from taskservice.services.health import WorkerProbe
 from taskservice.services.keys import KeyCache, prepare_access
 from taskservice.services.schedules import code_schedules, sync_code_schedules
+from taskservice.services.submissions import GroupSubmitter
 from taskservice.settings import Settings
 from taskservice.store import asyncpg_driver as db
 from taskservice.store.listener import EventListener
@@ -65,6 +66,7 @@ def create_app(
             session_settings=settings.session_guards(),
         )
         listener = EventListener(database_url)
+        submitter: GroupSubmitter | None = None
         try:
             await listener.start()
             app.state.listener = listener
@@ -78,10 +80,14 @@ def create_app(
             )
             listener.watch("api_keys", key_cache.invalidate)
             app.state.key_cache = key_cache
+            submitter = GroupSubmitter(pool)
+            app.state.submitter = submitter
             await prepare_access(pool=pool, host=settings.host, bootstrap_key=bootstrap_key)
             await sync_code_schedules(pool=pool, schedules=code_schedules(settings, task_registry))
             yield
         finally:
+            if submitter is not None:
+                await submitter.close()
             await listener.stop()
             await pool.close()
 

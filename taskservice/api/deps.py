@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from taskservice.metrics import Metrics
 from taskservice.registry import TaskRegistry
 from taskservice.services.health import WorkerProbe
+from taskservice.services.submissions import GroupSubmitter
 from taskservice.settings import Settings
 from taskservice.store import asyncpg_driver as db
 from taskservice.store.listener import EventListener
@@ -43,6 +44,11 @@ async def _metrics(request: Request) -> Metrics:
     return metrics
 
 
+async def _submitter(request: Request) -> GroupSubmitter:
+    submitter: GroupSubmitter = request.app.state.submitter
+    return submitter
+
+
 async def _worker(request: Request) -> WorkerProbe | None:
     worker: WorkerProbe | None = request.app.state.worker
     return worker
@@ -53,5 +59,6 @@ MetricsDep = Annotated[Metrics, Depends(_metrics)]
 PoolDep = Annotated[db.Pool, Depends(_pool)]
 RegistryDep = Annotated[TaskRegistry, Depends(_registry)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
+SubmitterDep = Annotated[GroupSubmitter, Depends(_submitter)]
 # The in-process worker of `taskservice up`; None for a standalone API.
 WorkerDep = Annotated[WorkerProbe | None, Depends(_worker)]

@@ -27,8 +27,9 @@ from taskservice.models.tasks import (
     TaskPublic,
     TasksPublic,
 )
-from taskservice.registry import DEFAULT_QUEUE, TaskRegistry, TaskType
+from taskservice.registry import TaskRegistry, TaskType
 from taskservice.services.callbacks import CallbackRules
+from taskservice.services.submissions import GroupSubmitter, insert_tasks, job_of
 from taskservice.store import asyncpg_driver as db
 
 _QUEUEING_LOCK_INDEX = "procrastinate_jobs_queueing_lock_idx_v1"
@@ -128,6 +129,7 @@ async def submit_task(
     idempotency_retention_seconds: float = 86_400.0,
     callbacks: CallbackRules | None = None,
     owner: int | None = None,
+    submitter: GroupSubmitter | None = None,
 ) -> tuple[TaskPublic, bool]:
     """Validate a submission and queue it, as a task of API key `owner` (None:
     no key); return the task and whether it is new.
@@ -135,14 +137,17 @@ async def submit_task(
     With an `idempotency_key` already used for the same request within the
     retention window, the first task comes back instead (new = False). Keys are
     per API key: two clients cannot see or block each other's. The key and the
-    job are written in one transaction: a crash keeps both or neither."""
-    args = await job_args(registry, request, callbacks, owner)
+    job are written in one transaction: a crash keeps both or neither. Without
+    one, the task goes through `submitter` if given (grouped with others
+    arriving at the same time), else in a statement of its own."""
+    job = job_of(request, await job_args(registry, request, callbacks, owner))
     earlier: int | None = None
     try:
         if idempotency_key is None:
-            # One statement, committed on its own: the whole submission in one
-            # round trip, the task as the API shows it included.
-            return await _submit(pool, request, args), True
+            if submitter is not None:
+                return await submitter.submit(job), True
+            [task] = await insert_tasks(pool, [job])
+            return task, True
         if owner is not None:
             idempotency_key = f"{owner}:{idempotency_key}"
         fingerprint = request_hash(request)
@@ -153,7 +158,7 @@ async def submit_task(
                 conn, idempotency_key, fingerprint, idempotency_retention_seconds
             )
             if earlier is None:
-                task = await _submit(conn, request, args)
+                [task] = await insert_tasks(conn, [job])
                 await db.execute(conn, "set_idempotency_job", key=idempotency_key, job_id=task.id)
     except UniqueViolation as exc:
         if exc.constraint != _QUEUEING_LOCK_INDEX or request.unique_key is None:
@@ -163,23 +168,6 @@ async def submit_task(
     if earlier is not None:
         return await get_task(pool=pool, task_id=earlier), False
     return task, True
-
-
-async def _submit(db_: db.Executor, request: TaskCreate, args: dict[str, Any]) -> TaskPublic:
-    """Defer the task; return it as GET /tasks/{id} would show it now."""
-    row = await db.fetchrow(
-        db_,
-        "submit_task",
-        queue=request.queue or DEFAULT_QUEUE,
-        type=request.type,
-        priority=request.priority,
-        unique_key=request.unique_key,
-        args=args,
-        run_at=request.run_at,
-        delay_seconds=request.delay_seconds,
-    )
-    assert row is not None  # the statement returns the row it deferred
-    return TaskPublic.model_validate(dict(row))
 
 
 async def _claim_key(
@@ -220,7 +208,11 @@ async def get_task(
     fields = dict(row)
     fields["attempt_history"] = [
         TaskAttempt(
-            attempt=attempt, started_at=started, finished_at=finished, outcome=outcome, error=error
+            attempt=attempt,
+            started_at=started,
+            finished_at=finished,
+            outcome=outcome,
+            error=None if error is None else json.loads(error),
         )
         for attempt, started, finished, outcome, error in fields.pop("attempt_rows")
     ]

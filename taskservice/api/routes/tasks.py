@@ -8,7 +8,14 @@ from fastapi import APIRouter, Header, Path, Query, Response, status
 from pydantic import BeforeValidator
 
 from taskservice.api.auth import ReadAccess, SubmitAccess
-from taskservice.api.deps import ListenerDep, MetricsDep, PoolDep, RegistryDep, SettingsDep
+from taskservice.api.deps import (
+    ListenerDep,
+    MetricsDep,
+    PoolDep,
+    RegistryDep,
+    SettingsDep,
+    SubmitterDep,
+)
 from taskservice.models.fields import canonical_int
 from taskservice.models.tasks import (
     PG_BIGINT_MAX,
@@ -53,6 +60,7 @@ async def submit(
     settings: SettingsDep,
     metrics: MetricsDep,
     access: SubmitAccess,
+    submitter: SubmitterDep,
     idempotency_key: IdempotencyKey = None,
 ) -> TaskPublic:
     """Submit a task; its params are checked against its type before it is stored."""
@@ -64,6 +72,7 @@ async def submit(
         idempotency_retention_seconds=settings.idempotency_retention_seconds,
         owner=access.key_id,
         callbacks=CallbackRules.from_settings(settings),
+        submitter=submitter,
     )
     response.headers["Location"] = f"/tasks/{task.id}"
     if created:
