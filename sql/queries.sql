@@ -168,12 +168,14 @@ ORDER BY j.queue_name;
 -- (as JSON text) past :page_bytes, but holds at least one task; `fetched` (rows
 -- before that cut) tells the caller whether it left some out. The sizes are
 -- measured here, so a page over the budget never reaches the API's memory.
--- A status is :one_status when it is one of Procrastinate's (pending, completed,
--- failed): with `=`, the planner walks the (status, id) index backwards and
--- stops at the page's end; an array (`= ANY`) would make it read and sort every
--- task of that status, or walk the whole table by id past other statuses.
--- :statuses (in_progress, cancelled: two of Procrastinate's each) are read and
--- sorted: in_progress tasks are few.
+-- :statuses are Procrastinate's statuses of the asked one. When it is one of
+-- them (pending, completed, failed), the page is also ordered by it, a no-op
+-- for the result that only the (status, id) index provides: the planner walks it
+-- backwards and stops at the page's end. Ordered by id alone, it may pick the
+-- primary key instead (most tasks completed: it expects one in a few rows) and
+-- walk back through every newer task of another status, the whole backlog of
+-- pending ones first. With two (in_progress, cancelled), their tasks are read
+-- and sorted: few in practice. Planned per call (the CASE folds away).
 -- plan: custom
 WITH page AS (
 SELECT t.*,
@@ -181,10 +183,6 @@ SELECT t.*,
         + coalesce(octet_length(t.error::text), 0) AS task_bytes
 FROM taskservice.tasks AS t
 WHERE (
-    CAST(:one_status AS procrastinate_job_status) IS NULL
-    OR t.procrastinate_status = CAST(:one_status AS procrastinate_job_status)
-  )
-  AND (
     CAST(:statuses AS procrastinate_job_status[]) IS NULL
     OR t.procrastinate_status = ANY (CAST(:statuses AS procrastinate_job_status[]))
   )
@@ -195,7 +193,11 @@ WHERE (
   AND (CAST(:before_id AS bigint) IS NULL OR t.id < :before_id)
   AND (CAST(:owner AS bigint) IS NULL OR t.owner_key_id = :owner)
   AND (CAST(:batch_id AS bigint) IS NULL OR t.batch_id = :batch_id)
-ORDER BY t.id DESC
+ORDER BY
+    CASE WHEN cardinality(CAST(:statuses AS procrastinate_job_status[])) = 1
+        THEN t.procrastinate_status
+    END DESC,
+    t.id DESC
 LIMIT :limit
 ), sized AS (
     SELECT page.*,

@@ -131,6 +131,12 @@ class Settings(BaseSettings):
         description="Open connections one API process accepts (uvicorn's limit_concurrency); "
         "past it, new ones get 503.",
     )
+    access_log: bool = Field(
+        default=False,
+        description="Log one line per HTTP request (uvicorn's access log). Off by default: "
+        "/metrics counts and times every request by route and status, and the line cost "
+        "a quarter of the CPU of a GET /tasks/{id} (README, Performance).",
+    )
     api_key_cache_seconds: float = Field(
         default=10.0,
         ge=0,

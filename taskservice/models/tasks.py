@@ -45,8 +45,8 @@ class TaskStatus(StrEnum):
 
 # The other way round, for filters: which of Procrastinate's statuses each one
 # covers. The same as the taskservice.status_names table (a test compares them),
-# kept here too so that a listing filters on Procrastinate's status with `=`
-# where it can (sql/queries.sql, list_tasks).
+# kept here too so that the listing knows when a status is one of Procrastinate's
+# (sql/queries.sql, list_tasks: then its index gives the page's order).
 PROCRASTINATE_STATUSES: dict[TaskStatus, tuple[str, ...]] = {
     TaskStatus.PENDING: ("todo",),
     TaskStatus.IN_PROGRESS: ("doing", "aborting"),

@@ -265,12 +265,10 @@ async def list_tasks(
     that API key's). The page ends early when its params, results and errors
     would pass `page_bytes` (as JSON text); it holds at least one task, and
     `next_cursor` goes on from where it ended."""
-    statuses = PROCRASTINATE_STATUSES[filters.status] if filters.status else ()
     rows = await db.fetch(
         pool,
         "list_tasks",
-        one_status=statuses[0] if len(statuses) == 1 else None,
-        statuses=list(statuses) if len(statuses) > 1 else None,
+        statuses=list(PROCRASTINATE_STATUSES[filters.status]) if filters.status else None,
         type=filters.type,
         queue=filters.queue,
         created_after=filters.created_after,
