@@ -132,10 +132,10 @@ class Settings(BaseSettings):
         "past it, new ones get 503.",
     )
     access_log: bool = Field(
-        default=False,
-        description="Log one line per HTTP request (uvicorn's access log). Off by default: "
-        "/metrics counts and times every request by route and status, and the line cost "
-        "a quarter of the CPU of a GET /tasks/{id} (README, Performance).",
+        default=True,
+        description="Log one line per HTTP request (uvicorn's access log). Off, an API "
+        "serves about a third more GET /tasks/{id} per CPU (README, Performance); "
+        "/metrics counts and times every request by route and status either way.",
     )
     api_key_cache_seconds: float = Field(
         default=10.0,
