@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from taskservice.api.deps import Resources
 from taskservice.api.errors import install_error_handlers
 from taskservice.api.limits import limit_requests
 from taskservice.api.openapi import document_task_types
@@ -81,7 +82,14 @@ def create_app(
             listener.watch("api_keys", key_cache.invalidate)
             app.state.key_cache = key_cache
             submitter = GroupSubmitter(pool)
-            app.state.submitter = submitter
+            app.state.resources = Resources(
+                pool=pool,
+                listener=listener,
+                registry=task_registry,
+                settings=settings,
+                metrics=app_metrics,
+                submitter=submitter,
+            )
             await prepare_access(pool=pool, host=settings.host, bootstrap_key=bootstrap_key)
             await sync_code_schedules(pool=pool, schedules=code_schedules(settings, task_registry))
             yield

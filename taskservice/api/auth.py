@@ -44,7 +44,9 @@ async def _principal(request: Request, _: _Credentials) -> Principal:
 def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     """A dependency that answers 401 without a valid key and 403 without `scope`."""
 
-    async def check(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
+    # _principal called, not depended on: one dependency level less per request.
+    async def check(request: Request, credentials: _Credentials) -> Principal:
+        principal = await _principal(request, credentials)
         if not principal.allows(scope):
             raise MissingScope(scope.value)
         return principal
@@ -52,11 +54,11 @@ def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     return check
 
 
-async def _metrics_access(request: Request, _: _Credentials) -> Principal:
+async def _metrics_access(request: Request, credentials: _Credentials) -> Principal:
     settings: Settings = request.app.state.settings
     if settings.metrics_public:
         return OPEN_ACCESS
-    return await require(Scope.READ)(await _principal(request, _))
+    return await require(Scope.READ)(request, credentials)
 
 
 # Any valid key (or the open mode), whatever its scopes.

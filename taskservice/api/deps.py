@@ -6,6 +6,7 @@ the route's own work (py-spy, issue 10)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -17,6 +18,24 @@ from taskservice.services.submissions import GroupSubmitter
 from taskservice.settings import Settings
 from taskservice.store import asyncpg_driver as db
 from taskservice.store.listener import EventListener
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What the busiest routes (POST /tasks, GET /tasks/{id}) need, as one
+    dependency: FastAPI's work per dependency is paid on every request."""
+
+    pool: db.Pool
+    listener: EventListener
+    registry: TaskRegistry
+    settings: Settings
+    metrics: Metrics
+    submitter: GroupSubmitter
+
+
+async def _resources(request: Request) -> Resources:
+    resources: Resources = request.app.state.resources
+    return resources
 
 
 async def _pool(request: Request) -> db.Pool:
@@ -44,21 +63,16 @@ async def _metrics(request: Request) -> Metrics:
     return metrics
 
 
-async def _submitter(request: Request) -> GroupSubmitter:
-    submitter: GroupSubmitter = request.app.state.submitter
-    return submitter
-
-
 async def _worker(request: Request) -> WorkerProbe | None:
     worker: WorkerProbe | None = request.app.state.worker
     return worker
 
 
+ResourcesDep = Annotated[Resources, Depends(_resources)]
 ListenerDep = Annotated[EventListener, Depends(_listener)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
 PoolDep = Annotated[db.Pool, Depends(_pool)]
 RegistryDep = Annotated[TaskRegistry, Depends(_registry)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
-SubmitterDep = Annotated[GroupSubmitter, Depends(_submitter)]
 # The in-process worker of `taskservice up`; None for a standalone API.
 WorkerDep = Annotated[WorkerProbe | None, Depends(_worker)]

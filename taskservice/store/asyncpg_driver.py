@@ -76,7 +76,11 @@ class TimedPool(asyncpg.Pool):
         self._acquire_timeout = acquire_timeout
 
     def acquire(self, *, timeout: float | None = None) -> Any:
-        return super().acquire(timeout=self._acquire_timeout if timeout is None else timeout)
+        if timeout is None and not self.get_idle_size():
+            timeout = self._acquire_timeout
+        # With a connection idle nothing waits (asyncpg takes it before yielding),
+        # and asyncpg's timeout would cost a task (wait_for) per statement.
+        return super().acquire(timeout=timeout)
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

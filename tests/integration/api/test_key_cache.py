@@ -5,8 +5,9 @@ is down."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 import asyncpg
 import httpx
@@ -17,6 +18,7 @@ from taskservice.api.app import create_app
 from taskservice.models.keys import Scope
 from taskservice.registry import TaskRegistry
 from taskservice.services import keys as key_service
+from taskservice.services.keys import KeyCache
 from taskservice.settings import Settings
 from taskservice.store import asyncpg_driver as db
 from taskservice.store.listener import EventListener
@@ -66,13 +68,27 @@ async def _revoke_unannounced(db_conn: asyncpg.Connection, name: str) -> None:
         )
 
 
+async def _announced(served: FastAPI, change: Awaitable[str]) -> str:
+    """Await `change` to the keys, then until this process has heard of it (its
+    notification would clear what is cached after it)."""
+    cache: KeyCache = served.state.key_cache
+    before = cache.generation
+    result = await change
+    start = time.monotonic()
+    while cache.generation == before:
+        assert time.monotonic() - start < PROMPTLY, "the change was never announced"
+        await asyncio.sleep(0.001)
+    return result
+
+
 async def test_a_key_is_answered_from_the_cache_until_a_change_is_announced(
+    served: FastAPI,
     http: httpx.AsyncClient,
     make_key: MakeKey,  # noqa: F811 - the fixture
     db: asyncpg.Connection,
     database_url: str,
 ) -> None:
-    key = bearer(await make_key("cached", Scope.READ))
+    key = bearer(await _announced(served, make_key("cached", Scope.READ)))
     assert (await http.get("/tasks", headers=key)).status_code == 200
     await _revoke_unannounced(db, "cached")
     # Nothing told this process: it still trusts what it read (for up to the TTL).
@@ -106,7 +122,7 @@ async def test_nothing_is_trusted_while_the_listener_is_down(
     make_key: MakeKey,  # noqa: F811 - the fixture
     db: asyncpg.Connection,
 ) -> None:
-    key = bearer(await make_key("watched", Scope.READ))
+    key = bearer(await _announced(served, make_key("watched", Scope.READ)))
     assert (await http.get("/tasks", headers=key)).status_code == 200
     listener: EventListener = served.state.listener
     await listener.stop()
