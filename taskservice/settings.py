@@ -133,9 +133,8 @@ class Settings(BaseSettings):
     )
     access_log: bool = Field(
         default=True,
-        description="Log one line per HTTP request (uvicorn's access log). Off, an API "
-        "serves about a third more GET /tasks/{id} per CPU (README, Performance); "
-        "/metrics counts and times every request by route and status either way.",
+        description="Log one line per HTTP request (uvicorn's access log); /metrics "
+        "counts and times every request by route and status either way.",
     )
     api_key_cache_seconds: float = Field(
         default=10.0,
