@@ -17,6 +17,67 @@ SELECT (procrastinate_defer_jobs_v1(ARRAY[ROW(
     )
 )::procrastinate_job_to_defer_v1]))[1] AS id;
 
+-- name: submit_tasks
+-- Defers tasks through Procrastinate's own defer function (its NOTIFY wakes a
+-- worker at once) and returns each as taskservice.tasks (views.sql) shows it,
+-- in the order given, in one round trip: POST /tasks sends the submissions that
+-- arrive together in one such statement (services/submissions.py). :tasks is a
+-- JSON array of {queue, type, priority, unique_key, args, run_at, delay_seconds}.
+-- The statement cannot read back the jobs it inserts (one snapshot), so each row
+-- is made from what was deferred, with the view's own expressions: a new job is
+-- `todo` with no run, its record's created_at is this transaction's now(), its
+-- owner and batch come from `_options` as the insert trigger reads them
+-- (tests/integration/api/test_tasks.py compares the answer with GET).
+-- A delay counts from the database's clock, not the API's.
+WITH submitted AS (
+    SELECT
+        x.n,
+        CAST(x.t ->> 'queue' AS varchar) AS queue_name,
+        CAST(x.t ->> 'type' AS varchar) AS task_name,
+        CAST(x.t ->> 'priority' AS integer) AS priority,
+        x.t ->> 'unique_key' AS queueing_lock,
+        x.t -> 'args' AS args,
+        coalesce(
+            CAST(x.t ->> 'run_at' AS timestamptz),
+            now() + make_interval(secs => CAST(x.t ->> 'delay_seconds' AS float8))
+        ) AS scheduled_at
+    FROM jsonb_array_elements(CAST(:tasks AS jsonb)) WITH ORDINALITY AS x (t, n)
+), deferred AS (
+    SELECT procrastinate_defer_jobs_v1(ARRAY(
+        SELECT ROW(
+            s.queue_name, s.task_name, s.priority, NULL, s.queueing_lock, s.args, s.scheduled_at
+        )::procrastinate_job_to_defer_v1
+        FROM submitted AS s
+        ORDER BY s.n
+    )) AS ids
+)
+SELECT
+    d.ids[j.n] AS id,
+    j.task_name AS type,
+    j.args - '_options' AS params,
+    st.status,
+    j.priority,
+    j.queue_name AS queue,
+    j.queueing_lock AS unique_key,
+    0 AS attempts,
+    (j.args -> '_options' ->> 'max_attempts')::int AS max_attempts,
+    (j.args -> '_options' ->> 'timeout_seconds')::float8 AS timeout_seconds,
+    false AS abort_requested,
+    now() AS created_at,
+    j.scheduled_at,
+    CAST(NULL AS timestamptz) AS next_attempt_at,
+    CAST(NULL AS timestamptz) AS started_at,
+    CAST(NULL AS timestamptz) AS finished_at,
+    CAST(NULL AS jsonb) AS result,
+    CAST(NULL AS jsonb) AS error,
+    CAST(NULL AS jsonb) AS progress,
+    CAST(j.args -> '_options' ->> 'batch_id' AS bigint) AS batch_id,
+    CAST(NULL AS jsonb) AS callback
+FROM submitted AS j
+CROSS JOIN deferred AS d
+JOIN taskservice.status_names AS st ON st.procrastinate_status = 'todo'
+ORDER BY j.n;
+
 -- name: find_unique_key_holder
 SELECT id FROM procrastinate_jobs WHERE queueing_lock = :unique_key AND status = 'todo';
 
@@ -40,6 +101,20 @@ UPDATE taskservice.idempotency_keys SET job_id = :job_id WHERE key = :key;
 -- :owner limits it to one key's tasks (NULL: any task).
 SELECT * FROM taskservice.tasks
 WHERE id = :task_id AND (CAST(:owner AS bigint) IS NULL OR owner_key_id = :owner);
+
+-- name: get_task_with_attempts
+-- get_task and get_task_attempts in one round trip: every run as a row of
+-- (attempt, started_at, finished_at, outcome, error as JSON text: the
+-- driver's jsonb decoder does not reach into an anonymous record), in order.
+SELECT t.*, ARRAY(
+    SELECT ROW(a.attempt, a.started_at, a.finished_at,
+        CASE a.outcome WHEN 'todo' THEN 'retry' ELSE a.outcome END, CAST(a.error AS text))
+    FROM taskservice.task_attempts AS a
+    WHERE a.job_id = t.id
+    ORDER BY a.attempt
+) AS attempt_rows
+FROM taskservice.tasks AS t
+WHERE t.id = :task_id AND (CAST(:owner AS bigint) IS NULL OR t.owner_key_id = :owner);
 
 -- name: get_task_attempts
 SELECT attempt, started_at, finished_at,
@@ -93,14 +168,23 @@ ORDER BY j.queue_name;
 -- (as JSON text) past :page_bytes, but holds at least one task; `fetched` (rows
 -- before that cut) tells the caller whether it left some out. The sizes are
 -- measured here, so a page over the budget never reaches the API's memory.
+-- :statuses are Procrastinate's statuses of the asked one. When it is one of
+-- them (pending, completed, failed), the page is also ordered by it, a no-op
+-- for the result that only the (status, id) index provides: the planner walks it
+-- backwards and stops at the page's end. Ordered by id alone, it may pick the
+-- primary key instead (most tasks completed: it expects one in a few rows) and
+-- walk back through every newer task of another status, the whole backlog of
+-- pending ones first. With two (in_progress, cancelled), their tasks are read
+-- and sorted: few in practice. Planned per call (the CASE folds away).
+-- plan: custom
 WITH page AS (
 SELECT t.*,
     octet_length(t.params::text) + coalesce(octet_length(t.result::text), 0)
         + coalesce(octet_length(t.error::text), 0) AS task_bytes
 FROM taskservice.tasks AS t
 WHERE (
-    CAST(:status AS text) IS NULL
-    OR t.procrastinate_status = ANY (taskservice.procrastinate_statuses(:status))
+    CAST(:statuses AS procrastinate_job_status[]) IS NULL
+    OR t.procrastinate_status = ANY (CAST(:statuses AS procrastinate_job_status[]))
   )
   AND (CAST(:type AS text) IS NULL AND NOT t.internal OR t.type = :type)
   AND (CAST(:queue AS text) IS NULL OR t.queue = :queue)
@@ -109,7 +193,11 @@ WHERE (
   AND (CAST(:before_id AS bigint) IS NULL OR t.id < :before_id)
   AND (CAST(:owner AS bigint) IS NULL OR t.owner_key_id = :owner)
   AND (CAST(:batch_id AS bigint) IS NULL OR t.batch_id = :batch_id)
-ORDER BY t.id DESC
+ORDER BY
+    CASE WHEN cardinality(CAST(:statuses AS procrastinate_job_status[])) = 1
+        THEN t.procrastinate_status
+    END DESC,
+    t.id DESC
 LIMIT :limit
 ), sized AS (
     SELECT page.*,

@@ -196,7 +196,7 @@ BEGIN
         SET callback = '{"status": "pending", "attempts": 0, "last_error": null}'
         WHERE job_id = NEW.id;
         PERFORM public.procrastinate_defer_jobs_v1(ARRAY[ROW(
-            'taskservice', 'taskservice.deliver_callback', 0, NULL, NULL,
+            'taskservice', 'taskservice.deliver_callback', 2147483647, NULL, NULL,
             jsonb_build_object('task_id', NEW.id), NULL
         )::public.procrastinate_job_to_defer_v1]);
     END IF;
@@ -236,7 +236,7 @@ BEGIN
                 SET callback = '{"status": "pending", "attempts": 0, "last_error": null}'
                 WHERE id = batch.id;
                 PERFORM public.procrastinate_defer_jobs_v1(ARRAY[ROW(
-                    'taskservice', 'taskservice.deliver_callback', 0, NULL, NULL,
+                    'taskservice', 'taskservice.deliver_callback', 2147483647, NULL, NULL,
                     jsonb_build_object('batch_id', batch.id), NULL
                 )::public.procrastinate_job_to_defer_v1]);
             END IF;
@@ -423,6 +423,26 @@ CREATE TABLE taskservice.api_keys (
     last_used_at timestamptz,
     revoked_at   timestamptz
 );
+
+-- Every change to the API keys is announced on the service's channel, so each
+-- API process drops what it cached about keys (revoked keys, the first key that
+-- ends the open mode) as soon as the change commits, whoever made it: the API,
+-- `taskservice keys`, or plain SQL. Not when only last_used_at moves (each
+-- key's use is written once a minute): that changes nothing an API decides.
+CREATE FUNCTION taskservice.announce_api_key_change() RETURNS trigger
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM pg_notify('taskservice_events', '{"kind": "api_keys"}');
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER taskservice_announce_api_key_change
+    AFTER INSERT OR DELETE OR TRUNCATE
+        OR UPDATE OF name, prefix, secret_hash, scopes, revoked_at, created_at
+    ON taskservice.api_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION taskservice.announce_api_key_change();
 
 -- What Procrastinate does not keep about a worker: where it runs and what it
 -- serves. Written when a worker registers, removed with its row.

@@ -167,6 +167,19 @@ class Settings(BaseSettings):
         description="Open connections one API process accepts (uvicorn's limit_concurrency); "
         "past it, new ones get 503.",
     )
+    access_log: bool = Field(
+        default=True,
+        description="Log one line per HTTP request (uvicorn's access log); /metrics "
+        "counts and times every request by route and status either way.",
+    )
+    api_key_cache_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="How long an API process may answer from what it learned about an API "
+        "key (or that none exists) without asking the database. Any change to the keys "
+        "reaches every process sooner, by notification; the cache is bypassed while that "
+        "notification channel is down. 0: ask on every request.",
+    )
     list_page_bytes: int = Field(
         default=4_194_304,
         ge=1024,

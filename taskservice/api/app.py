@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from taskservice.api.deps import Resources
 from taskservice.api.errors import install_error_handlers
 from taskservice.api.limits import limit_requests
 from taskservice.api.openapi import document_task_types
@@ -26,8 +27,9 @@ from taskservice.api.routes import (
 from taskservice.metrics import Metrics
 from taskservice.registry import TaskRegistry, load_registry
 from taskservice.services.health import WorkerProbe
-from taskservice.services.keys import prepare_access
+from taskservice.services.keys import KeyCache, prepare_access
 from taskservice.services.schedules import code_schedules, sync_code_schedules
+from taskservice.services.submissions import GroupSubmitter
 from taskservice.settings import Settings
 from taskservice.store import asyncpg_driver as db
 from taskservice.store.listener import EventListener
@@ -65,6 +67,7 @@ def create_app(
             session_settings=settings.session_guards(),
         )
         listener = EventListener(database_url)
+        submitter: GroupSubmitter | None = None
         try:
             await listener.start()
             app.state.listener = listener
@@ -73,11 +76,26 @@ def create_app(
             app.state.settings = settings
             app.state.metrics = app_metrics
             app.state.worker = worker
+            key_cache = KeyCache(
+                ttl_seconds=settings.api_key_cache_seconds, trusted=listener.connected.is_set
+            )
+            listener.watch("api_keys", key_cache.invalidate)
+            app.state.key_cache = key_cache
+            submitter = GroupSubmitter(pool)
+            app.state.resources = Resources(
+                pool=pool,
+                listener=listener,
+                registry=task_registry,
+                settings=settings,
+                metrics=app_metrics,
+                submitter=submitter,
+            )
             await prepare_access(pool=pool, host=settings.host, bootstrap_key=bootstrap_key)
-            app.state.keys_seen = False
             await sync_code_schedules(pool=pool, schedules=code_schedules(settings, task_registry))
             yield
         finally:
+            if submitter is not None:
+                await submitter.close()
             await listener.stop()
             await pool.close()
 

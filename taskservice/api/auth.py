@@ -22,19 +22,20 @@ _Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 async def _principal(request: Request, _: _Credentials) -> Principal:
     state = request.app.state
     settings: Settings = state.settings
+    cache: key_service.KeyCache = state.key_cache
     header = request.headers.get("authorization")
     if header is None:
-        # Open while no key exists, on loopback only; once a key exists it always
-        # will (keys are revoked, not deleted), so the answer is kept.
-        if not state.keys_seen and key_service.is_loopback(settings.host):
-            if not await key_service.keys_exist(pool=state.pool):
-                return OPEN_ACCESS
-            state.keys_seen = True
+        # Open while no key exists, on loopback only (see KeyCache for how soon
+        # the first key closes it).
+        if key_service.is_loopback(settings.host) and not await key_service.keys_exist(
+            pool=state.pool, cache=cache
+        ):
+            return OPEN_ACCESS
         raise NotAuthenticated("this call needs an API key: send `Authorization: Bearer <key>`")
     scheme, _sep, key = header.strip().partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise NotAuthenticated("malformed Authorization header: expected `Bearer <key>`")
-    principal = await key_service.authenticate(pool=state.pool, key=key.strip())
+    principal = await key_service.authenticate(pool=state.pool, key=key.strip(), cache=cache)
     if principal is None:
         raise NotAuthenticated("unknown or revoked API key")
     return principal
@@ -43,7 +44,9 @@ async def _principal(request: Request, _: _Credentials) -> Principal:
 def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     """A dependency that answers 401 without a valid key and 403 without `scope`."""
 
-    async def check(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
+    # _principal called, not depended on: one dependency level less per request.
+    async def check(request: Request, credentials: _Credentials) -> Principal:
+        principal = await _principal(request, credentials)
         if not principal.allows(scope):
             raise MissingScope(scope.value)
         return principal
@@ -51,11 +54,11 @@ def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     return check
 
 
-async def _metrics_access(request: Request, _: _Credentials) -> Principal:
+async def _metrics_access(request: Request, credentials: _Credentials) -> Principal:
     settings: Settings = request.app.state.settings
     if settings.metrics_public:
         return OPEN_ACCESS
-    return await require(Scope.READ)(await _principal(request, _))
+    return await require(Scope.READ)(request, credentials)
 
 
 # Any valid key (or the open mode), whatever its scopes.

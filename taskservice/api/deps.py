@@ -1,7 +1,12 @@
-"""FastAPI dependencies: what a route needs from the app's state."""
+"""FastAPI dependencies: what a route needs from the app's state.
+
+Each is `async def` although it never awaits: FastAPI runs a plain `def`
+dependency in a worker thread, a hand-off that cost more per request than
+the route's own work (py-spy, issue 10)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -9,41 +14,61 @@ from fastapi import Depends, Request
 from taskservice.metrics import Metrics
 from taskservice.registry import TaskRegistry
 from taskservice.services.health import WorkerProbe
+from taskservice.services.submissions import GroupSubmitter
 from taskservice.settings import Settings
 from taskservice.store import asyncpg_driver as db
 from taskservice.store.listener import EventListener
 
 
-def _pool(request: Request) -> db.Pool:
+@dataclass(frozen=True)
+class Resources:
+    """What the busiest routes (POST /tasks, GET /tasks/{id}) need, as one
+    dependency: FastAPI's work per dependency is paid on every request."""
+
+    pool: db.Pool
+    listener: EventListener
+    registry: TaskRegistry
+    settings: Settings
+    metrics: Metrics
+    submitter: GroupSubmitter
+
+
+async def _resources(request: Request) -> Resources:
+    resources: Resources = request.app.state.resources
+    return resources
+
+
+async def _pool(request: Request) -> db.Pool:
     pool: db.Pool = request.app.state.pool
     return pool
 
 
-def _listener(request: Request) -> EventListener:
+async def _listener(request: Request) -> EventListener:
     listener: EventListener = request.app.state.listener
     return listener
 
 
-def _registry(request: Request) -> TaskRegistry:
+async def _registry(request: Request) -> TaskRegistry:
     registry: TaskRegistry = request.app.state.registry
     return registry
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _metrics(request: Request) -> Metrics:
+async def _metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
 
 
-def _worker(request: Request) -> WorkerProbe | None:
+async def _worker(request: Request) -> WorkerProbe | None:
     worker: WorkerProbe | None = request.app.state.worker
     return worker
 
 
+ResourcesDep = Annotated[Resources, Depends(_resources)]
 ListenerDep = Annotated[EventListener, Depends(_listener)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
 PoolDep = Annotated[db.Pool, Depends(_pool)]

@@ -28,6 +28,8 @@ _WAITABLE = re.compile(r"/tasks/[^/]+")
 def waits_by_design(scope: Scope) -> bool:
     """Whether the request is an event stream or a long poll."""
     path: str = scope["path"]
+    if not path.endswith("events") and b"wait" not in scope.get("query_string", b""):
+        return False  # most requests: no regular expression, no query parsing
     if _STREAM.fullmatch(path):
         return True
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
@@ -45,48 +47,90 @@ def error_response(
     )
 
 
-class BodyLimit:
-    """Read each request body whole before the app runs, refusing one over
-    `max_bytes` (413, as soon as Content-Length says so, else once the bytes
-    received pass it: chunked or lying bodies) or not received within
-    `timeout_seconds` of the request's start (408). Either way the connection
-    is closed after the answer, since the rest of the body is not read.
+class RequestLimits:
+    """Bound what one request can hold, in one middleware (each layer costs every
+    request a hop):
 
-    Reading first means a slow client holds a coroutine and at most `max_bytes`,
-    not one of the requests in progress that InFlightLimit counts."""
+    - its body is read whole before the app runs, refusing one over `max_bytes`
+      (413, as soon as Content-Length says so, else once the bytes received pass
+      it: chunked or lying bodies) or not received within `timeout_seconds` of
+      the request's start (408); either way the connection is closed after the
+      answer, since the rest of the body is not read. Reading first means a slow
+      client holds a coroutine and at most `max_bytes`, not a request in
+      progress. A request that declares no body (no Content-Length or 0, no
+      Transfer-Encoding) has none to wait for: it goes straight on.
+    - at most `max_requests` are in progress: one more is answered at once with
+      503 and Retry-After, rather than queued (where waiting would grow every
+      client's latency without bound). Paths starting with one of `exempt`
+      (probes, metrics), event streams and long polls are neither counted nor
+      refused."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        timeout_seconds: float,
+        max_requests: int,
+        retry_after_seconds: int = 1,
+        exempt: Iterable[str] = (),
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.timeout_seconds = timeout_seconds
+        self.max_requests = max_requests
+        self.retry_after_seconds = retry_after_seconds
+        self.exempt = tuple(exempt)
+        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length", "")
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             await self._too_large()(scope, receive, send)
             return
-        try:
-            async with asyncio.timeout(self.timeout_seconds):
-                body, complete = await self._read(receive)
-        except TimeoutError:
+        if declared not in ("", "0") or "transfer-encoding" in headers:
+            try:
+                async with asyncio.timeout(self.timeout_seconds):
+                    body, complete = await self._read(receive)
+            except TimeoutError:
+                response = error_response(
+                    408,
+                    f"the body did not arrive within {self.timeout_seconds:g} s",
+                    "body_timeout",
+                    loc=["body"],
+                    connection="close",
+                )
+                await response(scope, receive, send)
+                return
+            if body is None:
+                await self._too_large()(scope, receive, send)
+                return
+            if not complete:  # the client went away mid-body: nobody to answer
+                return
+            receive = _replay(body, receive)
+        if scope["path"].startswith(self.exempt) or waits_by_design(scope):
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_requests:
             response = error_response(
-                408,
-                f"the body did not arrive within {self.timeout_seconds:g} s",
-                "body_timeout",
-                loc=["body"],
-                connection="close",
+                503,
+                f"the API has {self.max_requests} requests in progress, its limit "
+                f"(TASKSERVICE_MAX_REQUESTS_IN_FLIGHT); retry after "
+                f"{self.retry_after_seconds} s",
+                "overloaded",
+                retry_after=str(self.retry_after_seconds),
             )
             await response(scope, receive, send)
             return
-        if body is None:
-            await self._too_large()(scope, receive, send)
-            return
-        if not complete:  # the client went away mid-body: nobody to answer
-            return
-        await self.app(scope, _replay(body, receive), send)
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
 
     def _too_large(self) -> JSONResponse:
         return error_response(
@@ -128,60 +172,12 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
-class InFlightLimit:
-    """At most `max_requests` requests in progress: one more is answered at once
-    with 503 and Retry-After, rather than queued (where waiting would grow every
-    client's latency without bound). Paths starting with one of `exempt`
-    (probes, metrics), event streams and long polls are neither counted nor
-    refused."""
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        max_requests: int,
-        retry_after_seconds: int = 1,
-        exempt: Iterable[str] = (),
-    ) -> None:
-        self.app = app
-        self.max_requests = max_requests
-        self.retry_after_seconds = retry_after_seconds
-        self.exempt = tuple(exempt)
-        self.in_flight = 0
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["path"].startswith(self.exempt)
-            or waits_by_design(scope)
-        ):
-            await self.app(scope, receive, send)
-            return
-        if self.in_flight >= self.max_requests:
-            response = error_response(
-                503,
-                f"the API has {self.max_requests} requests in progress, its limit "
-                f"(TASKSERVICE_MAX_REQUESTS_IN_FLIGHT); retry after "
-                f"{self.retry_after_seconds} s",
-                "overloaded",
-                retry_after=str(self.retry_after_seconds),
-            )
-            await response(scope, receive, send)
-            return
-        self.in_flight += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.in_flight -= 1
-
-
 def limit_requests(app: FastAPI, settings: Settings) -> None:
-    """Bound body size and time (outer) and requests in progress (inner) on `app`."""
+    """Bound body size and time, then requests in progress, on `app`."""
     app.add_middleware(
-        InFlightLimit, max_requests=settings.max_requests_in_flight, exempt=UNLIMITED_PATHS
-    )
-    app.add_middleware(
-        BodyLimit,
+        RequestLimits,
         max_bytes=settings.max_body_bytes,
         timeout_seconds=settings.body_timeout_seconds,
+        max_requests=settings.max_requests_in_flight,
+        exempt=UNLIMITED_PATHS,
     )

@@ -87,6 +87,7 @@ def _server_options(settings: Settings) -> dict[str, Any]:
         "host": settings.host,
         "port": settings.port,
         "log_config": None,
+        "access_log": settings.access_log,
         "limit_concurrency": settings.max_connections,
     }
 

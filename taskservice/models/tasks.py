@@ -43,6 +43,19 @@ class TaskStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+# The other way round, for filters: which of Procrastinate's statuses each one
+# covers. The same as the taskservice.status_names table (a test compares them),
+# kept here too so that the listing knows when a status is one of Procrastinate's
+# (sql/queries.sql, list_tasks: then its index gives the page's order).
+PROCRASTINATE_STATUSES: dict[TaskStatus, tuple[str, ...]] = {
+    TaskStatus.PENDING: ("todo",),
+    TaskStatus.IN_PROGRESS: ("doing", "aborting"),
+    TaskStatus.COMPLETED: ("succeeded",),
+    TaskStatus.FAILED: ("failed",),
+    TaskStatus.CANCELLED: ("cancelled", "aborted"),
+}
+
+
 class TaskCreate(BaseModel):
     """A submission: which task type to run, with which params, where and when."""
 

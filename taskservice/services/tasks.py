@@ -20,14 +20,16 @@ from taskservice.errors import (
 )
 from taskservice.job_options import OPTIONS_KEY, options_for
 from taskservice.models.tasks import (
+    PROCRASTINATE_STATUSES,
     TaskAttempt,
     TaskCreate,
     TaskFilters,
     TaskPublic,
     TasksPublic,
 )
-from taskservice.registry import DEFAULT_QUEUE, TaskRegistry, TaskType
+from taskservice.registry import TaskRegistry, TaskType
 from taskservice.services.rules import SubmitRules
+from taskservice.services.submissions import GroupSubmitter, insert_tasks, job_of
 from taskservice.store import asyncpg_driver as db
 
 _QUEUEING_LOCK_INDEX = "procrastinate_jobs_queueing_lock_idx_v1"
@@ -129,6 +131,7 @@ async def submit_task(
     idempotency_retention_seconds: float = 86_400.0,
     rules: SubmitRules | None = None,
     owner: int | None = None,
+    submitter: GroupSubmitter | None = None,
 ) -> tuple[TaskPublic, bool]:
     """Validate a submission and queue it, as a task of API key `owner` (None:
     no key); return the task and whether it is new.
@@ -136,26 +139,29 @@ async def submit_task(
     With an `idempotency_key` already used for the same request within the
     retention window, the first task comes back instead (new = False). Keys are
     per API key: two clients cannot see or block each other's. The key and the
-    job are written in one transaction: a crash keeps both or neither."""
-    args = await job_args(registry, request, rules, owner)
-    if idempotency_key is not None and owner is not None:
-        idempotency_key = f"{owner}:{idempotency_key}"
-    fingerprint = request_hash(request)
+    job are written in one transaction: a crash keeps both or neither. Without
+    one, the task goes through `submitter` if given (grouped with others
+    arriving at the same time), else in a statement of its own."""
+    job = job_of(request, await job_args(registry, request, rules, owner))
     earlier: int | None = None
     try:
+        if idempotency_key is None:
+            if submitter is not None:
+                return await submitter.submit(job), True
+            [task] = await insert_tasks(pool, [job])
+            return task, True
+        if owner is not None:
+            idempotency_key = f"{owner}:{idempotency_key}"
+        fingerprint = request_hash(request)
         # One connection for the whole transaction: nothing inside may take a
         # second one from the pool, or concurrent requests could starve it.
         async with db.transaction(pool) as conn:
-            if idempotency_key is not None:
-                earlier = await _claim_key(
-                    conn, idempotency_key, fingerprint, idempotency_retention_seconds
-                )
+            earlier = await _claim_key(
+                conn, idempotency_key, fingerprint, idempotency_retention_seconds
+            )
             if earlier is None:
-                job_id = await _defer(conn, request, args)
-                if idempotency_key is not None:
-                    await db.execute(
-                        conn, "set_idempotency_job", key=idempotency_key, job_id=job_id
-                    )
+                [task] = await insert_tasks(conn, [job])
+                await db.execute(conn, "set_idempotency_job", key=idempotency_key, job_id=task.id)
     except UniqueViolation as exc:
         if exc.constraint != _QUEUEING_LOCK_INDEX or request.unique_key is None:
             raise
@@ -163,22 +169,7 @@ async def submit_task(
         raise UniqueKeyTaken(request.unique_key, holder) from exc
     if earlier is not None:
         return await get_task(pool=pool, task_id=earlier), False
-    return await get_task(pool=pool, task_id=job_id), True
-
-
-async def _defer(conn: db.Executor, request: TaskCreate, args: dict[str, Any]) -> int:
-    job_id: int = await db.fetchval(
-        conn,
-        "defer_task",
-        queue=request.queue or DEFAULT_QUEUE,
-        type=request.type,
-        priority=request.priority,
-        unique_key=request.unique_key,
-        args=args,
-        run_at=request.run_at,
-        delay_seconds=request.delay_seconds,
-    )
-    return job_id
+    return task, True
 
 
 async def _claim_key(
@@ -208,14 +199,26 @@ async def get_task(
 ) -> TaskPublic:
     """One task by id (with every attempt if asked), or TaskNotFound; with an
     `owner`, only a task of that API key (another key's task is not found)."""
-    row = await db.fetchrow(pool, "get_task", task_id=task_id, owner=owner)
+    if not with_history:
+        row = await db.fetchrow(pool, "get_task", task_id=task_id, owner=owner)
+        if row is None:
+            raise TaskNotFound(task_id)
+        return TaskPublic.model_validate(dict(row))
+    row = await db.fetchrow(pool, "get_task_with_attempts", task_id=task_id, owner=owner)
     if row is None:
         raise TaskNotFound(task_id)
-    task = TaskPublic.model_validate(dict(row))
-    if with_history:
-        attempts = await db.fetch(pool, "get_task_attempts", task_id=task_id)
-        task.attempt_history = [TaskAttempt.model_validate(dict(a)) for a in attempts]
-    return task
+    fields = dict(row)
+    fields["attempt_history"] = [
+        TaskAttempt(
+            attempt=attempt,
+            started_at=started,
+            finished_at=finished,
+            outcome=outcome,
+            error=None if error is None else json.loads(error),
+        )
+        for attempt, started, finished, outcome, error in fields.pop("attempt_rows")
+    ]
+    return TaskPublic.model_validate(fields)
 
 
 async def cancel_task(*, pool: db.Pool, task_id: int, owner: int | None = None) -> TaskPublic:
@@ -267,7 +270,7 @@ async def list_tasks(
     rows = await db.fetch(
         pool,
         "list_tasks",
-        status=filters.status.value if filters.status else None,
+        statuses=list(PROCRASTINATE_STATUSES[filters.status]) if filters.status else None,
         type=filters.type,
         queue=filters.queue,
         created_after=filters.created_after,

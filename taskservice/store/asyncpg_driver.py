@@ -76,7 +76,11 @@ class TimedPool(asyncpg.Pool):
         self._acquire_timeout = acquire_timeout
 
     def acquire(self, *, timeout: float | None = None) -> Any:
-        return super().acquire(timeout=self._acquire_timeout if timeout is None else timeout)
+        if timeout is None and not self.get_idle_size():
+            timeout = self._acquire_timeout
+        # With a connection idle nothing waits (asyncpg takes it before yielding),
+        # and asyncpg's timeout would cost a task (wait_for) per statement.
+        return super().acquire(timeout=timeout)
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -84,6 +88,18 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(
             type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
         )
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What the pool does to a connection given back, besides what asyncpg always
+    does (roll back a transaction left open, drop listener callbacks): nothing.
+
+    asyncpg's default reset is one more round trip per statement (`RESET ALL;
+    UNLISTEN *; CLOSE ALL; pg_advisory_unlock_all()`) undoing what the service's
+    pooled sessions never do: no statement run through this pool sets a session
+    variable, listens, holds a cursor or an advisory lock (the listener and
+    migrate have connections of their own; tests/unit/store/test_queries.py
+    checks the named statements for it)."""
 
 
 async def create_pool(
@@ -94,12 +110,14 @@ async def create_pool(
     command_timeout: float = 30.0,
     session_settings: dict[str, str] | None = None,
 ) -> Pool:
-    """An asyncpg pool that decodes JSON and plans each query for its own arguments.
+    """An asyncpg pool that decodes JSON and keeps each statement prepared.
 
     Nothing waits for ever: getting a connection (reconnecting included) gives up
     after `acquire_timeout` seconds and a statement after `command_timeout`, both
-    as DatabaseUnavailable. Custom plans matter: the listing query has optional
-    filters (`:x IS NULL OR col = :x`), which a generic plan cannot use indexes for.
+    as DatabaseUnavailable. PostgreSQL may reuse a generic plan of a prepared
+    statement (plan_cache_mode auto); statements marked `-- plan: custom` (the
+    listing, whose optional filters `:x IS NULL OR col = :x` a generic plan cannot
+    use indexes for) are planned for their own arguments at every call.
     `session_settings` (e.g. statement_timeout) apply to every connection."""
     pool = TimedPool(
         database_url,
@@ -112,11 +130,11 @@ async def create_pool(
         connection_class=asyncpg.Connection,
         record_class=asyncpg.Record,
         init=_init_connection,
+        reset=_keep_session,
         command_timeout=command_timeout,
         timeout=acquire_timeout,  # to connect
         server_settings={
             "application_name": "taskservice-api",
-            "plan_cache_mode": "force_custom_plan",
             **(session_settings or {}),
         },
     )
@@ -152,7 +170,21 @@ async def fetch(db: Executor, name: str, /, **params: Any) -> list[asyncpg.Recor
     """Run the named query; return its rows."""
     q = query(name)
     with translated():
+        if q.custom_plan:
+            return await _fetch_custom_plan(db, q.asyncpg_text, q.asyncpg_args(params))
         rows: list[asyncpg.Record] = await db.fetch(q.asyncpg_text, *q.asyncpg_args(params))
+    return rows
+
+
+async def _fetch_custom_plan(db: Executor, text: str, args: list[Any]) -> list[asyncpg.Record]:
+    """Run `text` as PostgreSQL's unnamed statement, which it plans for the
+    arguments of this one call (a cached named statement may get a generic
+    plan). One more round trip than a cached statement."""
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn:
+            return await _fetch_custom_plan(conn, text, args)
+    statement = await db.prepare(text, name="")
+    rows: list[asyncpg.Record] = await statement.fetch(*args)
     return rows
 
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,9 @@ CHANNEL = "taskservice_events"
 # What a subscription receives when events may have been missed (the connection
 # dropped, or it fell too far behind): read the current state again.
 RESYNC: dict[str, Any] = {"kind": "resync"}
+# Notifications about the service's own state, never a client's business: the
+# api_keys trigger's (sql/schema.sql). They go to watchers only.
+PRIVATE_KINDS = frozenset({"api_keys"})
 
 
 @dataclass(eq=False)
@@ -77,6 +80,7 @@ class EventListener:
         self._by_task: dict[int, set[Subscription]] = {}
         self._by_batch: dict[int, set[Subscription]] = {}
         self._everything: set[Subscription] = set()
+        self._watchers: dict[str, list[Callable[[dict[str, Any]], None]]] = {}
         self._task: asyncio.Task[None] | None = None
         self._connection: asyncpg.Connection | None = None
         self._lost = asyncio.Event()
@@ -116,6 +120,13 @@ class EventListener:
         finally:
             self._discard(sub)
 
+    def watch(self, kind: str, callback: Callable[[dict[str, Any]], None]) -> None:
+        """Call `callback` with each notification of `kind` (those go to no
+        subscription), and with RESYNC whenever some may have been missed (the
+        connection dropped, or came back). For the API process's own state
+        (its API key cache), not for clients."""
+        self._watchers.setdefault(kind, []).append(callback)
+
     def _discard(self, sub: Subscription) -> None:
         self._everything.discard(sub)
         for index, key in ((self._by_task, sub.task_id), (self._by_batch, sub.batch_id)):
@@ -143,6 +154,9 @@ class EventListener:
             sub.put(event)
 
     def _resync_all(self) -> None:
+        for callbacks in self._watchers.values():
+            for callback in callbacks:
+                callback(RESYNC)
         for sub in {*self._everything, *self._all(self._by_task), *self._all(self._by_batch)}:
             sub.put(RESYNC)
 
@@ -156,7 +170,12 @@ class EventListener:
         except ValueError:
             logger.warning("ignored a malformed notification on %s: %r", CHANNEL, payload)
             return
-        if isinstance(event, dict):
+        if not isinstance(event, dict):
+            return
+        kind = str(event.get("kind"))
+        for callback in self._watchers.get(kind, ()):
+            callback(event)
+        if kind not in PRIVATE_KINDS:
             self._dispatch(event)
 
     def _on_termination(self, _conn: object) -> None:

@@ -12,6 +12,8 @@ from typing import Any
 _NAME_LINE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 # `:name` but not the second colon of a `::type` cast.
 _PARAM = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
+# A statement whose best plan depends on its arguments (optional filters).
+_CUSTOM_PLAN = re.compile(r"^-- plan: custom\s*$", re.MULTILINE)
 
 
 def sql_dir() -> Path:
@@ -33,6 +35,11 @@ class Query:
     @functools.cached_property
     def param_names(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(_PARAM.findall(self.text)))
+
+    @functools.cached_property
+    def custom_plan(self) -> bool:
+        """Marked `-- plan: custom`: to be planned for each call's arguments."""
+        return bool(_CUSTOM_PLAN.search(self.text))
 
     @functools.cached_property
     def asyncpg_text(self) -> str:

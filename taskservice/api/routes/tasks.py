@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Path, Query, Response, status
 from pydantic import BeforeValidator
 
 from taskservice.api.auth import ReadAccess, SubmitAccess
-from taskservice.api.deps import ListenerDep, MetricsDep, PoolDep, RegistryDep, SettingsDep
+from taskservice.api.deps import MetricsDep, PoolDep, ResourcesDep, SettingsDep
 from taskservice.models.fields import canonical_int
 from taskservice.models.tasks import (
     PG_BIGINT_MAX,
@@ -48,22 +48,21 @@ IdempotencyKey = Annotated[
 async def submit(
     body: TaskCreate,
     response: Response,
-    pool: PoolDep,
-    reg: RegistryDep,
-    settings: SettingsDep,
-    metrics: MetricsDep,
+    res: ResourcesDep,
     access: SubmitAccess,
     idempotency_key: IdempotencyKey = None,
 ) -> TaskPublic:
     """Submit a task; its params are checked against its type before it is stored."""
+    metrics = res.metrics
     task, created = await service.submit_task(
-        pool=pool,
-        registry=reg,
+        pool=res.pool,
+        registry=res.registry,
         request=body,
         idempotency_key=idempotency_key,
-        idempotency_retention_seconds=settings.idempotency_retention_seconds,
+        idempotency_retention_seconds=res.settings.idempotency_retention_seconds,
         owner=access.key_id,
-        rules=SubmitRules.from_settings(settings),
+        rules=SubmitRules.from_settings(res.settings),
+        submitter=res.submitter,
     )
     response.headers["Location"] = f"/tasks/{task.id}"
     if created:
@@ -95,9 +94,8 @@ async def list_tasks(
 @router.get("/tasks/{task_id}", response_model=TaskPublic, responses={404: {}})
 async def get_task(
     task_id: TaskId,
-    pool: PoolDep,
+    res: ResourcesDep,
     access: ReadAccess,
-    listener: ListenerDep,
     wait: Annotated[
         float,
         Query(
@@ -112,10 +110,14 @@ async def get_task(
     a final status (or as it is when the wait runs out)."""
     if wait > 0:
         return await events.wait_for_task(
-            pool=pool, listener=listener, task_id=task_id, seconds=wait, owner=access.owner_filter
+            pool=res.pool,
+            listener=res.listener,
+            task_id=task_id,
+            seconds=wait,
+            owner=access.owner_filter,
         )
     return await service.get_task(
-        pool=pool, task_id=task_id, with_history=True, owner=access.owner_filter
+        pool=res.pool, task_id=task_id, with_history=True, owner=access.owner_filter
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from taskservice.store.queries import all_queries, parse
@@ -37,3 +39,30 @@ def test_duplicate_names_are_refused() -> None:
 
 def test_shipped_queries_parse() -> None:
     assert {"get_task", "list_tasks", "cancel_task", "end_run"} <= set(all_queries())
+
+
+def test_custom_plan_marker() -> None:
+    queries = parse("-- name: a\n-- plan: custom\nSELECT :x;\n\n-- name: b\nSELECT :x;\n")
+    assert queries["a"].custom_plan
+    assert not queries["b"].custom_plan
+    assert all_queries()["list_tasks"].custom_plan
+
+
+# Statements that leave state in a session, which the API's pool does not reset
+# (store/asyncpg_driver.py, _keep_session): allowed only in those that run on a
+# connection of their own (migrate's).
+_SESSION_STATE = re.compile(
+    r"\bSET\s+(?!LOCAL\b)\w+\s*(=|TO)\b|set_config\s*\([^)]*,\s*false\s*\)|\bLISTEN\b"
+    r"|pg_advisory_lock\b|\bCREATE\s+TEMP|\bDECLARE\b[^;]*\bWITH\s+HOLD\b|\bPREPARE\b",
+    re.IGNORECASE,
+)
+_OWN_CONNECTION = {"set_lock_timeout", "take_migration_lock"}
+
+
+def test_no_pooled_statement_leaves_session_state() -> None:
+    offenders = {
+        name
+        for name, q in all_queries().items()
+        if _SESSION_STATE.search(re.sub(r"--[^\n]*", "", q.text))
+    }
+    assert offenders == _OWN_CONNECTION
