@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from procrastinate import job_context, jobs, retry
+from procrastinate import job_context, jobs, retry, utils
 from procrastinate.worker import Worker
 
 from taskservice.store import psycopg_driver as pg
@@ -118,6 +118,9 @@ class ResilientWorker(Worker):
         self._probe = probe
         self._reconnect: asyncio.Task[bool] | None = None
         self._stop_requested_at: float | None = None
+        self._slot_freed = asyncio.Event()
+        # Jobs whose task function has returned and whose end is being written.
+        self._ending: set[int] = set()
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -315,13 +318,76 @@ class ResilientWorker(Worker):
     async def _fetch_and_process_jobs(self) -> None:
         while True:
             try:
-                await super()._fetch_and_process_jobs()  # type: ignore[no-untyped-call]  # untyped upstream
+                await self._claim_and_start_jobs()
                 return
             except Exception as exc:
                 if not is_connection_error(exc):
                     raise
                 if not await self.wait_for_database(exc, "fetching jobs"):
                     return
+
+    def _free_slots(self) -> int:
+        """Jobs this worker may claim now: `concurrency` task functions run at
+        once; a run whose function has returned no longer takes a slot while
+        its end is being written (the next claim overlaps that commit), but the
+        jobs held, running or ending, stay under twice `concurrency`."""
+        running = len(self._running_jobs) - len(self._ending)
+        return min(self.concurrency - running, 2 * self.concurrency - len(self._running_jobs))
+
+    async def _claim_and_start_jobs(self) -> None:
+        """Procrastinate's fetch loop, claiming as many jobs as there are free
+        slots (see _free_slots) in one round trip (the `claim_jobs` query)
+        instead of one at a time. Returns when the queue has no more due jobs
+        for now, or on stop."""
+        while not self._stop_event.is_set():
+            while self._free_slots() <= 0:
+                self._slot_freed.clear()
+                await utils.wait_any(self._slot_freed.wait(), self._stop_event.wait())
+                if self._stop_event.is_set():
+                    return
+            free = self._free_slots()
+            # Cleared before the claim: a job notified while it runs wakes the
+            # loop again instead of waiting for the next poll.
+            self._new_job_event.clear()
+            assert self.worker_id is not None
+            rows = await pg.fetchall(
+                self.app.connector,
+                "claim_jobs",
+                queues=list(self.queues) if self.queues is not None else None,
+                worker_id=self.worker_id,
+                limit=free,
+            )
+            claimed = sorted(
+                (jobs.Job.from_row(row) for row in rows),
+                key=lambda job: (-job.priority, job.id or 0),
+            )
+            for job in claimed:
+                self._start_job(job)
+            if len(claimed) < free:
+                return
+
+    def _start_job(self, job: jobs.Job) -> None:
+        job_id = job.id
+        context = job_context.JobContext(
+            app=self.app,
+            worker_name=self.worker_name,
+            worker_queues=self.queues,
+            additional_context=self.additional_context.copy() if self.additional_context else {},
+            job=job,
+            abort_reason=lambda: self._job_ids_to_abort.get(job_id) if job_id else None,
+            start_timestamp=time.time(),
+        )
+        job_task = asyncio.create_task(
+            self._process_job(context),  # type: ignore[no-untyped-call]  # untyped upstream
+            name=f"process job {job.task_name}[{job.id}]",
+        )
+        self._running_jobs[job_task] = context
+        job_task.add_done_callback(self._job_done)
+
+    def _job_done(self, task: asyncio.Task[Any]) -> None:
+        context = self._running_jobs.pop(task)
+        self._ending.discard(context.job.id or 0)
+        self._slot_freed.set()
 
     async def _persist_job_status(
         self,
@@ -331,6 +397,9 @@ class ResilientWorker(Worker):
         context: job_context.JobContext,
         job_result: job_context.JobResult | None,
     ) -> None:
+        assert job.id is not None
+        self._ending.add(job.id)
+        self._slot_freed.set()
         retried = False
         while True:
             try:
