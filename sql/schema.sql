@@ -333,9 +333,11 @@ CREATE TABLE taskservice.worker_details (
 -- one, so two jobs sharing a lock are neither claimed nor run together; rows
 -- another worker is claiming are skipped, not waited for. Setting `doing`
 -- fires Procrastinate's `started` event as its own fetch does.
--- enable_sort is off so that the plan walks the todo index in its order and
--- stops after p_limit rows, even on statistics that still say the table is
--- small (a fresh or bulk-loaded queue): else it sorts every todo job per claim.
+-- Two differences in the plan, for statistics that still say the table is
+-- small (a fresh or bulk-loaded queue): enable_sort is off so that it walks the
+-- todo index in its order and stops after p_limit rows (else it sorts every
+-- todo job per claim), and the lock test is a subquery run only for a job that
+-- has a lock (else it may scan every job with a lock or queueing lock per claim).
 CREATE FUNCTION taskservice.claim_jobs_v1(
     target_queue_names character varying[],
     p_worker_id bigint,
@@ -350,11 +352,12 @@ BEGIN
     WITH candidate AS (
         SELECT jobs.id
         FROM public.procrastinate_jobs AS jobs
-        WHERE NOT EXISTS (
+        WHERE (
+                jobs.lock IS NULL
+                OR NOT EXISTS (
                 SELECT 1
                 FROM public.procrastinate_jobs AS other_jobs
-                WHERE jobs.lock IS NOT NULL
-                  AND other_jobs.lock = jobs.lock
+                WHERE other_jobs.lock = jobs.lock
                   AND (
                       other_jobs.status = 'doing'
                       OR (
@@ -365,6 +368,7 @@ BEGIN
                           )
                       )
                   )
+                )
             )
           AND jobs.status = 'todo'
           AND (target_queue_names IS NULL OR jobs.queue_name = ANY(target_queue_names))
