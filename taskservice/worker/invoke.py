@@ -32,8 +32,8 @@ def _prepare(task: TaskType, kwargs: dict[str, Any]) -> tuple[BaseModel, float |
     return task.params_model.model_validate(kwargs), limit
 
 
-def _args(task: TaskType, params: BaseModel, context: JobContext) -> tuple[Any, ...]:
-    return (params, context) if task.wants_context else (params,)
+def _args(wants_context: bool, params: BaseModel, context: JobContext) -> tuple[Any, ...]:
+    return (params, context) if wants_context else (params,)
 
 
 def _job_id(context: JobContext) -> int:
@@ -44,6 +44,7 @@ def _job_id(context: JobContext) -> int:
 
 def make_runner(task: TaskType) -> Callable[..., Any]:
     """The function Procrastinate calls for `task` (with pass_context=True)."""
+    wants_context = task.wants_context  # read once: inspecting a signature is slow
     if task.is_async:
 
         async def run_async(context: JobContext, **kwargs: Any) -> Any:
@@ -51,7 +52,7 @@ def make_runner(task: TaskType) -> Callable[..., Any]:
             reporter = ProgressReporter(context.app.connector, _job_id(context))
             try:
                 async with asyncio.timeout(limit) as deadline:
-                    result = await task.func(*_args(task, params, with_progress(context, reporter)))
+                    result = await task.func(*_args(wants_context, params, with_progress(context, reporter)))
             except TimeoutError as exc:
                 if limit is not None and deadline.expired():
                     raise TaskTimeout(limit) from exc
@@ -77,7 +78,7 @@ def make_runner(task: TaskType) -> Callable[..., Any]:
             reporter = open_from_thread(context.app.connector, _job_id(context))
             task_context = with_progress(context.evolve(abort_reason=abort_reason), reporter)
             try:
-                result = task.func(*_args(task, params, task_context))
+                result = task.func(*_args(wants_context, params, task_context))
             except JobAborted:
                 if context.abort_reason() is None and timed_out():
                     raise TaskTimeout(limit or 0) from None

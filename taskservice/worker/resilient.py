@@ -121,6 +121,7 @@ class ResilientWorker(Worker):
         self._slot_freed = asyncio.Event()
         # Jobs whose task function has returned and whose end is being written.
         self._ending: set[int] = set()
+        self._job_log_context: dict[int, dict[str, Any]] = {}
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -387,7 +388,37 @@ class ResilientWorker(Worker):
     def _job_done(self, task: asyncio.Task[Any]) -> None:
         context = self._running_jobs.pop(task)
         self._ending.discard(context.job.id or 0)
+        self._job_log_context.pop(context.job.id or 0, None)
         self._slot_freed.set()
+
+    def _log_extra(
+        self,
+        action: str,
+        context: job_context.JobContext | None,
+        job_result: job_context.JobResult | None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        # Procrastinate builds this three to five times per job, debug lines
+        # included, each time turning the whole job into a dict: once is enough.
+        if context is None or context.job.id is None:
+            extra: dict[str, Any] = super()._log_extra(action, context, job_result, **kwargs)
+            return extra
+        job = self._job_log_context.get(context.job.id)
+        if job is None:
+            job = self._job_log_context[context.job.id] = context.job.log_context()
+        worker = {
+            "name": self.worker_name,
+            "worker_id": self.worker_id,
+            "job_id": context.job.id,
+            "queues": list(self.queues or []),
+        }
+        return {
+            "action": action,
+            "worker": worker,
+            "job": job,
+            **(job_result.as_dict() if job_result else {}),
+            **kwargs,
+        }
 
     async def _persist_job_status(
         self,
