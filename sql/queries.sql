@@ -208,10 +208,11 @@ moved AS (
         j.scheduled_at
 ),
 attempt AS (
+    -- A run starts with no error (see the status trigger): only failures write.
     UPDATE taskservice.task_attempts AS a
     SET error = moved.error
     FROM moved
-    WHERE a.job_id = moved.id AND a.attempt = moved.run
+    WHERE a.job_id = moved.id AND a.attempt = moved.run AND moved.error IS NOT NULL
 ),
 record AS (
     UPDATE taskservice.task_records AS r
