@@ -1,4 +1,4 @@
-"""`taskservice worker --processes N`: N worker processes under one parent, for more than one core."""
+"""`taskservice worker --processes N`: N workers under one parent, to use more than one core."""
 
 from __future__ import annotations
 

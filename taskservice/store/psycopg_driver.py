@@ -17,7 +17,6 @@ from psycopg_pool import AsyncConnectionPool
 
 from taskservice.store.queries import query
 
-
 # A pooled connection checked (a round trip) less than this long ago is handed
 # out unchecked: a busy worker would otherwise pay one extra round trip per
 # statement. One that died meanwhile fails its statement with a connection
@@ -41,9 +40,7 @@ def purging_pool(**kwargs: Any) -> AsyncConnectionPool[Any]:
     4 s... between them, so a caller could wait past its timeout for a good one."""
     pool: AsyncConnectionPool[Any]
     purges: set[asyncio.Task[None]] = set()
-    checked_at: weakref.WeakKeyDictionary[AsyncConnection[Any], float] = (
-        weakref.WeakKeyDictionary()
-    )
+    checked_at: weakref.WeakKeyDictionary[AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
 
     async def check(conn: AsyncConnection[Any]) -> None:
         now = time.monotonic()

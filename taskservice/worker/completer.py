@@ -28,7 +28,9 @@ class _End:
     status: Status
     outcome: Outcome
     retry_at: dt.datetime | None
-    done: asyncio.Future[bool] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    done: asyncio.Future[bool] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
     def as_row(self) -> dict[str, object]:
         uncharged = self.outcome.uncharged or self.outcome.lost

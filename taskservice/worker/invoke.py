@@ -52,7 +52,9 @@ def make_runner(task: TaskType) -> Callable[..., Any]:
             reporter = ProgressReporter(context.app.connector, _job_id(context))
             try:
                 async with asyncio.timeout(limit) as deadline:
-                    result = await task.func(*_args(wants_context, params, with_progress(context, reporter)))
+                    result = await task.func(
+                        *_args(wants_context, params, with_progress(context, reporter))
+                    )
             except TimeoutError as exc:
                 if limit is not None and deadline.expired():
                     raise TaskTimeout(limit) from exc

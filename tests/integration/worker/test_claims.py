@@ -16,8 +16,8 @@ from taskservice.registry import TaskRegistry
 from taskservice.settings import Settings
 from taskservice.store import psycopg_driver as pg
 from taskservice.worker.app import build_queue_app
-from tests.task_types import EXECUTIONS_TABLE
 from tests.helpers import submit, wait_for_status
+from tests.task_types import EXECUTIONS_TABLE
 
 
 @pytest.fixture
@@ -55,8 +55,10 @@ async def test_a_claim_takes_the_highest_priorities_first_then_the_oldest(
     assert await _claimed_ids(queue_app, worker_id, 2) == set()
     # Claimed as Procrastinate's fetch claims: doing, by this worker, `started`.
     rows = await db.fetch(
-        "SELECT j.status::text, j.worker_id, count(e.id) FILTER (WHERE e.type = 'started') AS started "
-        "FROM procrastinate_jobs AS j LEFT JOIN procrastinate_events AS e ON e.job_id = j.id "
+        "SELECT j.status::text, j.worker_id, "
+        "count(e.id) FILTER (WHERE e.type = 'started') AS started "
+        "FROM procrastinate_jobs AS j "
+        "LEFT JOIN procrastinate_events AS e ON e.job_id = j.id "
         "GROUP BY j.id"
     )
     assert {tuple(row) for row in rows} == {("doing", worker_id, 1)}

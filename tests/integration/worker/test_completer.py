@@ -66,7 +66,8 @@ async def test_ends_that_arrive_together_are_written_in_one_batch(
     )
     assert ended == [True] * 5
     assert completer.batches == 1
-    assert len(latencies) == 5 and all(v is not None and v >= 0 for v in latencies)
+    assert len(latencies) == 5
+    assert all(v is not None and v >= 0 for v in latencies)
     for job in jobs:
         task = (await client.get(f"/tasks/{job.id}")).json()
         assert (task["status"], task["result"], task["attempts"]) == ("completed", job.id, 1)
