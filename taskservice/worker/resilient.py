@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 # workers that lost the database together do not all come back in step.
 RECONNECT_FIRST_SECONDS = 0.2
 RECONNECT_CAP_SECONDS = 3.0
+# Claim statements a worker may have in flight at once (see _claim_and_start_jobs).
+CLAIMS_IN_FLIGHT = 2
 
 
 def is_connection_error(exc: BaseException) -> bool:
@@ -122,6 +124,7 @@ class ResilientWorker(Worker):
         # Jobs whose task function has returned and whose end is being written.
         self._ending: set[int] = set()
         self._job_log_context: dict[int, dict[str, Any]] = {}
+        self._claiming = 0  # slots that claims in flight may fill
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -329,35 +332,62 @@ class ResilientWorker(Worker):
 
     def _free_slots(self) -> int:
         """Jobs this worker may claim now: `concurrency` task functions run at
-        once; a run whose function has returned no longer takes a slot while
-        its end is being written (the next claim overlaps that commit), but the
-        jobs held, running or ending, stay under twice `concurrency`."""
-        running = len(self._running_jobs) - len(self._ending)
-        return min(self.concurrency - running, 2 * self.concurrency - len(self._running_jobs))
+        once, counting the slots that claims in flight may fill; a run whose
+        function has returned no longer takes a slot while its end is being
+        written (the next claim overlaps that commit), but the jobs held,
+        running or ending, stay under twice `concurrency`."""
+        running = len(self._running_jobs) - len(self._ending) + self._claiming
+        held = len(self._running_jobs) + self._claiming
+        return min(self.concurrency - running, 2 * self.concurrency - held)
 
     async def _claim_and_start_jobs(self) -> None:
         """Procrastinate's fetch loop, claiming as many jobs as there are free
         slots (see _free_slots) in one round trip (the `claim_jobs` query)
-        instead of one at a time. Returns when the queue has no more due jobs
-        for now, or on stop."""
+        instead of one at a time, with up to CLAIMS_IN_FLIGHT claims at once
+        (while one waits for the database, slots that free up meanwhile are
+        claimed by the next). Returns when the queue has no more due jobs for
+        now, or on stop; raises what a claim raised, once all have ended."""
+        claimers = [
+            asyncio.create_task(self._claim_loop(), name="claim")
+            for _ in range(CLAIMS_IN_FLIGHT)
+        ]
+        # Not cancelled on a sibling's failure: a claim cut short may have taken
+        # jobs that nothing would then run.
+        await asyncio.wait(claimers)
+        for claimer in claimers:
+            if claimer.exception() is not None:
+                raise claimer.exception()  # type: ignore[misc]  # not None: checked
+
+    async def _claim_loop(self) -> None:
         while not self._stop_event.is_set():
             while self._free_slots() <= 0:
                 self._slot_freed.clear()
                 await utils.wait_any(self._slot_freed.wait(), self._stop_event.wait())
                 if self._stop_event.is_set():
                     return
+            if self._free_slots() < self.concurrency:
+                # Runs that end in the same turn of the event loop free their
+                # slots together: one claim for all of them, not one each.
+                await asyncio.sleep(0)
             free = self._free_slots()
+            if free <= 0:
+                continue
             # Cleared before the claim: a job notified while it runs wakes the
             # loop again instead of waiting for the next poll.
             self._new_job_event.clear()
             assert self.worker_id is not None
-            rows = await pg.fetchall(
-                self.app.connector,
-                "claim_jobs",
-                queues=list(self.queues) if self.queues is not None else None,
-                worker_id=self.worker_id,
-                limit=free,
-            )
+            self._claiming += free
+            try:
+                rows = await pg.fetchall(
+                    self.app.connector,
+                    "claim_jobs",
+                    queues=list(self.queues) if self.queues is not None else None,
+                    worker_id=self.worker_id,
+                    limit=free,
+                )
+            finally:
+                self._claiming -= free
+                self._slot_freed.set()
             claimed = sorted(
                 (jobs.Job.from_row(row) for row in rows),
                 key=lambda job: (-job.priority, job.id or 0),
