@@ -348,8 +348,7 @@ class ResilientWorker(Worker):
         claimed by the next). Returns when the queue has no more due jobs for
         now, or on stop; raises what a claim raised, once all have ended."""
         claimers = [
-            asyncio.create_task(self._claim_loop(), name="claim")
-            for _ in range(CLAIMS_IN_FLIGHT)
+            asyncio.create_task(self._claim_loop(), name="claim") for _ in range(CLAIMS_IN_FLIGHT)
         ]
         # Not cancelled on a sibling's failure: a claim cut short may have taken
         # jobs that nothing would then run.
@@ -409,7 +408,7 @@ class ResilientWorker(Worker):
             start_timestamp=time.time(),
         )
         job_task = asyncio.create_task(
-            self._process_job(context),  # type: ignore[no-untyped-call]  # untyped upstream
+            self._process_job(context),
             name=f"process job {job.task_name}[{job.id}]",
         )
         self._running_jobs[job_task] = context
@@ -446,7 +445,7 @@ class ResilientWorker(Worker):
             "action": action,
             "worker": worker,
             "job": job,
-            **(job_result.as_dict() if job_result else {}),
+            **(job_result.as_dict() if job_result else {}),  # type: ignore[no-untyped-call]  # untyped upstream
             **kwargs,
         }
 

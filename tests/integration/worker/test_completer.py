@@ -134,7 +134,7 @@ async def test_a_result_the_database_refuses_fails_its_run_only(
         completer.end_run(refused, status=Status.SUCCEEDED, outcome=Outcome(result="NaN")),
         completer.end_run(fine, status=Status.SUCCEEDED, outcome=Outcome(result="2")),
     )
-    assert ended == [True, True]
+    assert list(ended) == [True, True]
     task = (await client.get(f"/tasks/{refused.id}")).json()
     assert (task["status"], task["error"]["type"]) == ("failed", "result_not_storable")
     task = (await client.get(f"/tasks/{fine.id}")).json()
