@@ -31,7 +31,8 @@ async def test_each_process_is_a_worker_and_sigterm_stops_them_all_gracefully(
         "worker", env, tmp_path, "--processes", "2", "--concurrency", "2"
     ) as parent:
         pids = await _worker_pids(db, 2, within=30)
-        assert len(pids) == 2 and parent.pid not in pids
+        assert len(pids) == 2
+        assert parent.pid not in pids
         tasks = [await submit(client, type="echo", params={"value": n}) for n in range(20)]
         for task in tasks:
             await wait_for_status(client, task["id"], "completed", within=20)
