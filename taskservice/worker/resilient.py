@@ -353,9 +353,10 @@ class ResilientWorker(Worker):
         # Not cancelled on a sibling's failure: a claim cut short may have taken
         # jobs that nothing would then run.
         await asyncio.wait(claimers)
-        for claimer in claimers:
-            if claimer.exception() is not None:
-                raise claimer.exception()  # type: ignore[misc]  # not None: checked
+        # Every claimer's exception read (else asyncio logs it as never retrieved).
+        failures = [exc for claimer in claimers if (exc := claimer.exception()) is not None]
+        if failures:
+            raise failures[0]
 
     async def _claim_loop(self) -> None:
         while not self._stop_event.is_set():
