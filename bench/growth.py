@@ -9,7 +9,7 @@ completed), so the claim has many todo rows. Timed (median over the rounds of
 the median of REPEAT calls):
 - the listing through the service layer (the API's pool, SQL and filters), first
   page of 50, for each filter, and a page from a cursor in mid-table;
-- `procrastinate_fetch_job_v2` (the worker's claim), rolled back each time.
+- `taskservice.claim_jobs_v1` (the worker's claim, 4 jobs), rolled back each time.
 The peer is the table itself: the largest size against the smallest.
 """
 
@@ -94,7 +94,7 @@ async def _measure(url: str, size: int) -> dict[str, float]:
             finally:
                 await transaction.rollback()
 
-        found["worker claim (fetch_job_v2)"] = await _timed(claim)
+        found["worker claim (claim_jobs_v1, 4 jobs)"] = await _timed(claim)
     return found
 
 

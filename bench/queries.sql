@@ -81,8 +81,9 @@ WHERE status = 'todo' AND id <= :upto::bigint;
 SELECT coalesce(max(id), 0) FROM procrastinate_jobs;
 
 -- name: claim_one
--- The worker's claim, as Procrastinate's worker calls it (rolled back by the caller).
-SELECT id FROM procrastinate_fetch_job_v2(ARRAY[:queue::varchar], NULL);
+-- The worker's claim, as `taskservice worker` calls it with 4 free slots
+-- (rolled back by the caller); returns the first job claimed.
+SELECT min(id) FROM taskservice.claim_jobs_v1(ARRAY[:queue::varchar], NULL, 4);
 
 -- name: vacuum_analyze
 -- The state autovacuum keeps a live table in: without it the bulk status update

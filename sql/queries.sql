@@ -242,6 +242,79 @@ SET status = CASE
 WHERE id = :job_id AND status = 'doing' AND attempts = :attempts
 RETURNING id;
 
+-- name: claim_jobs
+-- Up to :limit jobs for worker :worker_id in one round trip, as Procrastinate's
+-- fetch takes one (see taskservice.claim_jobs_v1). :queues is a JSON array, or
+-- NULL for every queue.
+SELECT id, status, task_name, priority, lock, queueing_lock, args, scheduled_at,
+    queue_name, attempts, worker_id
+FROM taskservice.claim_jobs_v1(
+    CASE WHEN CAST(:queues AS jsonb) IS NOT NULL THEN
+        CAST(ARRAY(SELECT jsonb_array_elements_text(CAST(:queues AS jsonb))) AS varchar[])
+    END,
+    :worker_id,
+    :limit
+);
+
+-- name: end_runs
+-- end_run and record_run_outcome for several runs in one statement (so one
+-- round trip and one commit for the lot). :runs is a JSON array of {job_id,
+-- attempts, status, retry_at, uncharged, lost, result (JSON text), error}. A
+-- run that no longer holds its job (rescued, or already ended) changes
+-- nothing and is not returned. Procrastinate's and the service's status
+-- triggers fire for each job moved, after the outcome is set. Returns each
+-- ended job and how long its run waited to start, from when it was due.
+WITH run AS (
+    SELECT *
+    FROM jsonb_to_recordset(CAST(:runs AS jsonb)) AS r(
+        job_id bigint, attempts integer, status text, retry_at timestamptz,
+        uncharged integer, lost integer, result text, error jsonb
+    )
+),
+moved AS (
+    UPDATE procrastinate_jobs AS j
+    SET status = CASE
+            WHEN j.abort_requested AND run.status = 'todo'
+            THEN CAST('aborted' AS procrastinate_job_status)
+            ELSE CAST(run.status AS procrastinate_job_status)
+        END,
+        attempts = j.attempts + 1,
+        scheduled_at = coalesce(run.retry_at, j.scheduled_at),
+        abort_requested = false,
+        args = CASE WHEN run.uncharged + run.lost = 0 THEN j.args
+            ELSE j.args || jsonb_build_object('_options',
+                coalesce(j.args -> '_options', '{}'::jsonb) || jsonb_build_object(
+                    'uncharged_runs',
+                    coalesce(CAST(j.args #>> '{_options,uncharged_runs}' AS int), 0)
+                        + run.uncharged,
+                    'lost_runs',
+                    coalesce(CAST(j.args #>> '{_options,lost_runs}' AS int), 0) + run.lost))
+        END
+    FROM run
+    WHERE j.id = run.job_id AND j.status = 'doing' AND j.attempts = run.attempts
+    RETURNING j.id, run.attempts + 1 AS run, CAST(run.result AS jsonb) AS result, run.error,
+        j.scheduled_at
+),
+attempt AS (
+    -- A run starts with no error (see the status trigger): only failures write.
+    UPDATE taskservice.task_attempts AS a
+    SET error = moved.error
+    FROM moved
+    WHERE a.job_id = moved.id AND a.attempt = moved.run AND moved.error IS NOT NULL
+),
+record AS (
+    UPDATE taskservice.task_records AS r
+    SET result = moved.result, error = moved.error
+    FROM moved
+    WHERE r.job_id = moved.id
+    RETURNING r.job_id,
+        EXTRACT(EPOCH FROM r.started_at - greatest(r.created_at, moved.scheduled_at))::float8
+            AS start_latency
+)
+SELECT moved.id, record.start_latency
+FROM moved
+LEFT JOIN record ON record.job_id = moved.id;
+
 -- name: record_run_outcome
 -- The result or error of run :run (closed by the status trigger in the same
 -- transaction), and of the task. Returns how long the run waited to start,

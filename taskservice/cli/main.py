@@ -16,6 +16,7 @@ import uvicorn
 from taskservice.api.app import create_app
 from taskservice.cli.keys import add_keys_commands, run_keys_command
 from taskservice.cli.operator import add_client_commands, run_client_command
+from taskservice.cli.processes import run_worker_processes
 from taskservice.errors import (
     DatabaseError,
     DatabaseUnavailable,
@@ -32,6 +33,16 @@ from taskservice.store.embedded import resolve_database_url
 from taskservice.store.migrate import migrate_as_configured
 from taskservice.worker.resilient import DatabaseLink
 from taskservice.worker.runner import run_worker
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,6 +75,13 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         dest="queues",
         help="a queue to serve; repeat for several (default: all) (TASKSERVICE_QUEUES)",
+    )
+    worker.add_argument(
+        "--processes",
+        type=_at_least_one,
+        default=1,
+        help="worker processes to run, each with its own worker id and --concurrency "
+        "jobs (default 1); more than one uses more than one core",
     )
     commands.add_parser("migrate", help="create or update the database schema, then exit")
     add_keys_commands(commands)
@@ -154,6 +172,22 @@ async def _worker(settings: Settings) -> None:
     await run_worker(settings, registry)
 
 
+def _worker_processes(settings: Settings, args: argparse.Namespace) -> int:
+    """`worker --processes N` with N > 1: migrate once, then run N workers."""
+    load_registry(settings.task_modules)  # a bad task module fails here, once
+    if settings.migrate_on_start:
+        asyncio.run(migrate_as_configured(settings))
+    worker_args = [f"--concurrency={settings.concurrency}"]
+    worker_args += [f"--queue={queue}" for queue in args.queues or []]
+    assert settings.database_url is not None
+    return run_worker_processes(
+        args.processes,
+        worker_args,
+        database_url=settings.database_url,
+        metrics_port=settings.metrics_port,
+    )
+
+
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     # uvicorn re-raises the SIGTERM it caught once it has shut down; by default
     # that kills the process on the spot, before atexit stops the embedded
@@ -191,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "api":
             asyncio.run(_prepare_access(settings))
             uvicorn.run(create_app(settings), **_server_options(settings))
+        elif args.command == "worker" and args.processes > 1:
+            return _worker_processes(settings, args)
         elif args.command == "worker":
             asyncio.run(_worker(settings))
         else:

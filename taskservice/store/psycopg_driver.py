@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import time
+import weakref
 from typing import Any
 
 import psycopg
@@ -15,18 +18,35 @@ from psycopg_pool import AsyncConnectionPool
 from taskservice.errors import DatabaseError, DatabaseUnavailable
 from taskservice.store.queries import query
 
+# A pooled connection checked (a round trip) less than this long ago is handed
+# out unchecked: a busy worker would otherwise pay one extra round trip per
+# statement. One that died meanwhile fails its statement with a connection
+# error, which the worker rides through like any outage (see worker.resilient).
+RECHECK_AFTER_SECONDS = 1.0
+
 
 def purging_pool(**kwargs: Any) -> AsyncConnectionPool[Any]:
-    """Procrastinate's pool (its `pool_factory`), with one change: a pooled
-    connection found dead has every idle one tested at once.
+    """Procrastinate's pool (its `pool_factory`), with three changes: its
+    connections are in autocommit, a pooled connection found dead has every
+    idle one tested at once, and a connection is tested at most once every
+    RECHECK_AFTER_SECONDS.
+
+    Autocommit: each of Procrastinate's statements is one call, and ours that
+    need a transaction open one (`conn.transaction()`), so the BEGIN and COMMIT
+    round trips around every single statement are spared. (Not through the
+    pool's `kwargs`: Procrastinate's LISTEN connection adds its own autocommit.)
 
     When the server restarts or backends are terminated, all idle connections
     die together; psycopg_pool finds them one getconn at a time, pausing 1, 2,
     4 s... between them, so a caller could wait past its timeout for a good one."""
     pool: AsyncConnectionPool[Any]
     purges: set[asyncio.Task[None]] = set()
+    checked_at: weakref.WeakKeyDictionary[AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
 
     async def check(conn: AsyncConnection[Any]) -> None:
+        now = time.monotonic()
+        if not conn.broken and now - checked_at.get(conn, -math.inf) < RECHECK_AFTER_SECONDS:
+            return
         try:
             await AsyncConnectionPool.check_connection(conn)
         except Exception:
@@ -35,8 +55,12 @@ def purging_pool(**kwargs: Any) -> AsyncConnectionPool[Any]:
                 purges.add(purge)
                 purge.add_done_callback(purges.discard)
             raise
+        checked_at[conn] = now
 
-    pool = AsyncConnectionPool(**{**kwargs, "check": check})
+    async def configure(conn: AsyncConnection[Any]) -> None:
+        await conn.set_autocommit(True)
+
+    pool = AsyncConnectionPool(**{**kwargs, "check": check, "configure": configure})
     return pool
 
 
@@ -63,6 +87,18 @@ async def fetch_all(connector: BaseConnector, name: str, /, **params: Any) -> li
     # Shielded: as in execute().
     rows: list[dict[str, Any]] = await asyncio.shield(
         connector.execute_query_all_async(q.psycopg_text, **q.psycopg_params(params))
+    )
+    return rows
+
+
+async def fetch_all_cancellable(
+    connector: BaseConnector, name: str, /, **params: Any
+) -> list[dict[str, Any]]:
+    """Run the named query on Procrastinate's pool; return its rows. Not shielded:
+    for statements whose caller must see a cancellation (a claim)."""
+    q = query(name)
+    rows: list[dict[str, Any]] = await connector.execute_query_all_async(
+        q.psycopg_text, **q.psycopg_params(params)
     )
     return rows
 

@@ -10,6 +10,7 @@ from taskservice.services.schedules import code_schedules
 from taskservice.settings import Settings
 from taskservice.store import psycopg_driver as pg
 from taskservice.worker.callbacks import register_callbacks
+from taskservice.worker.completer import BatchCompleter
 from taskservice.worker.dispatcher import register_dispatcher
 from taskservice.worker.invoke import make_runner
 from taskservice.worker.middleware import outcome_recorder
@@ -80,6 +81,7 @@ def build_queue_app(
         finish_retry_seconds=settings.finish_retry_seconds,
         queues=[*settings.queues, INTERNAL_QUEUE] if settings.queues else None,
         concurrency=settings.concurrency,
+        completer=BatchCompleter(connector, keep_trying_seconds=settings.finish_retry_seconds),
     )
     for task in registry.values():
         app.task(

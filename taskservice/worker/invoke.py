@@ -34,9 +34,16 @@ def _prepare(task: TaskType, kwargs: dict[str, Any]) -> tuple[BaseModel, float |
     return task.params_model.model_validate(kwargs), limit
 
 
-def _call(task: TaskType, params: BaseModel, context: JobContext, settings: Settings) -> Any:
-    args = (params, context) if task.wants_context else (params,)
-    return task.func(*args, settings=settings) if task.wants_settings else task.func(*args)
+def _call(
+    task: TaskType,
+    wants: tuple[bool, bool],
+    params: BaseModel,
+    context: JobContext,
+    settings: Settings,
+) -> Any:
+    wants_context, wants_settings = wants
+    args = (params, context) if wants_context else (params,)
+    return task.func(*args, settings=settings) if wants_settings else task.func(*args)
 
 
 def _job_id(context: JobContext) -> int:
@@ -49,6 +56,8 @@ def make_runner(task: TaskType, settings: Settings) -> Callable[..., Any]:
     """The function Procrastinate calls for `task` (with pass_context=True).
     The type's own check runs again before each run: what the deployment allows
     may have changed since the submission (and DNS answers change)."""
+    # Read once: inspecting a signature is slow.
+    wants = (task.wants_context, task.wants_settings)
     if task.is_async:
 
         async def run_async(context: JobContext, **kwargs: Any) -> Any:
@@ -58,7 +67,9 @@ def make_runner(task: TaskType, settings: Settings) -> Callable[..., Any]:
             reporter = ProgressReporter(context.app.connector, _job_id(context))
             try:
                 async with asyncio.timeout(limit) as deadline:
-                    result = await _call(task, params, with_progress(context, reporter), settings)
+                    result = await _call(
+                        task, wants, params, with_progress(context, reporter), settings
+                    )
             except TimeoutError as exc:
                 if limit is not None and deadline.expired():
                     raise TaskTimeout(limit) from exc
@@ -88,7 +99,7 @@ def make_runner(task: TaskType, settings: Settings) -> Callable[..., Any]:
             reporter = open_from_thread(context.app.connector, _job_id(context))
             task_context = with_progress(context.evolve(abort_reason=abort_reason), reporter)
             try:
-                result = _call(task, params, task_context, settings)
+                result = _call(task, wants, params, task_context, settings)
             except JobAborted:
                 if context.abort_reason() is None and timed_out():
                     raise TaskTimeout(limit or 0) from None

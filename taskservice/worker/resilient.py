@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from procrastinate import job_context, jobs, retry
-from procrastinate.worker import Worker
 
 from taskservice.store import psycopg_driver as pg
+from taskservice.worker.claims import BatchClaimingWorker
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +95,9 @@ def _describe(exc: BaseException) -> str:
     return " ".join(f"{type(cause).__name__}: {cause}".split()).rstrip(":")
 
 
-class ResilientWorker(Worker):
-    """Procrastinate's Worker, riding through database outages (see module doc).
+class ResilientWorker(BatchClaimingWorker):
+    """Procrastinate's Worker with batched claims (worker/claims.py), riding
+    through database outages (see module doc).
 
     `probe` opens a fresh connection and runs a trivial query; it decides when the
     database is back. After `grace_seconds` without it, the worker stops and
@@ -315,7 +316,7 @@ class ResilientWorker(Worker):
     async def _fetch_and_process_jobs(self) -> None:
         while True:
             try:
-                await super()._fetch_and_process_jobs()  # type: ignore[no-untyped-call]  # untyped upstream
+                await super()._fetch_and_process_jobs()
                 return
             except Exception as exc:
                 if not is_connection_error(exc):

@@ -19,9 +19,10 @@ from taskservice.worker.resilient import DatabaseLink, ResilientWorker
 
 logger = logging.getLogger(__name__)
 
-# Beyond one connection per running job: the fetch loop, heartbeats, abort polls
-# and result writes. LISTEN uses its own connection outside the pool.
-WORKER_POOL_HEADROOM = 3
+# Beyond one connection per running job: the claims in flight (two), the batch
+# of run ends being written, abort polls. LISTEN and the heartbeat thread use
+# connections of their own, outside the pool.
+WORKER_POOL_HEADROOM = 4
 # How long the reconnection probe waits for a fresh connection to answer.
 PROBE_TIMEOUT_SECONDS = 5.0
 

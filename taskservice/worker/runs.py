@@ -12,7 +12,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import procrastinate
 from procrastinate import manager
@@ -21,6 +21,9 @@ from procrastinate.jobs import Job, Status
 from taskservice.store import psycopg_driver as pg
 from taskservice.worker.failures import ResultNotStorable, describe_error
 from taskservice.worker.heartbeat import HeartbeatThread
+
+if TYPE_CHECKING:
+    from taskservice.worker.completer import BatchCompleter
 
 logger = logging.getLogger(__name__)
 
@@ -144,8 +147,9 @@ async def end_run_for_sure(
 class ServiceJobManager(manager.JobManager):
     """Procrastinate's JobManager with the service's run endings: the worker's
     finish and retry go through end_run, with the outcome the middleware kept
-    (see worker/middleware.py); heartbeats come from a thread of their own, so a
-    task that holds the event loop does not make its worker look dead."""
+    (see worker/middleware.py), batched by `completer` when given; heartbeats
+    come from a thread of their own, so a task that holds the event loop does
+    not make its worker look dead."""
 
     def __init__(
         self,
@@ -156,8 +160,10 @@ class ServiceJobManager(manager.JobManager):
         finish_retry_seconds: float,
         queues: list[str] | None = None,
         concurrency: int = 1,
+        completer: BatchCompleter | None = None,
     ) -> None:
         super().__init__(connector)
+        self.completer = completer
         self._details = {"queues": queues, "concurrency": concurrency}
         self.outcomes: dict[int, Outcome] = {}
         self._conninfo = conninfo
@@ -173,14 +179,20 @@ class ServiceJobManager(manager.JobManager):
     async def _end(self, job: Job, status: Status, retry_at: dt.datetime | None = None) -> None:
         assert job.id is not None
         outcome = self.outcomes.pop(job.id, None) or Outcome()
-        ended = await end_run_for_sure(
-            self._psycopg,
-            job,
-            status=status,
-            outcome=outcome,
-            retry_at=retry_at,
-            keep_trying_seconds=self._finish_retry_seconds,
-        )
+        # A batch.map parking to wait for its batch is rare: written on its own.
+        if self.completer is not None and not outcome.waiting:
+            ended = await self.completer.end_run(
+                job, status=status, outcome=outcome, retry_at=retry_at
+            )
+        else:
+            ended = await end_run_for_sure(
+                self._psycopg,
+                job,
+                status=status,
+                outcome=outcome,
+                retry_at=retry_at,
+                keep_trying_seconds=self._finish_retry_seconds,
+            )
         if not ended and not outcome.waiting:  # a waiting one may be woken before it parks
             logger.warning(
                 "job %s: run %d ended after it was rescued; its outcome is dropped",

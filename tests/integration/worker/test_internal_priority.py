@@ -16,11 +16,15 @@ from tests.helpers import submit, wait_for_status
 from tests.processes import FAST_RESCUE, worker_process
 
 BACKLOG = 2_000
+# Each backlog task takes a little time, so that the worker (which drains over
+# 1,000 no-op tasks/s) is still on the backlog when the measurement ends.
+BACKLOG_TASK_SECONDS = 0.02
 
 DEFER_BACKLOG = """
 SELECT procrastinate_defer_jobs_v1(array(
-    SELECT ROW('default', 'echo', 0, NULL, NULL,
-               '{"value": 1, "_options": {"max_attempts": 3}}'::jsonb, NULL
+    SELECT ROW('default', 'sleep', 0, NULL, NULL,
+               jsonb_build_object('seconds', $2::float8, '_options', '{"max_attempts": 3}'::jsonb),
+               NULL
            )::procrastinate_job_to_defer_v1
     FROM generate_series(1, $1)
 ))
@@ -41,7 +45,7 @@ async def test_schedules_and_rescue_keep_time_behind_a_backlog(
     with worker_process(database_url, tmp_path, **FAST_RESCUE) as doomed:
         task = await submit(client, type="sleep", params={"seconds": 3})
         await wait_for_status(client, task["id"], "in_progress", within=15)
-        await db.execute(DEFER_BACKLOG, BACKLOG)
+        await db.execute(DEFER_BACKLOG, BACKLOG, BACKLOG_TASK_SECONDS)
         created = await client.post(
             "/scheduler/jobs",
             json={
@@ -60,7 +64,7 @@ async def test_schedules_and_rescue_keep_time_behind_a_backlog(
         since = await db.fetchval("SELECT now() + interval '1 second'")
         rescued = await wait_for_status(client, task["id"], "completed", within=20)
         waiting = await db.fetchval(
-            "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'echo' AND status = 'todo'"
+            "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'sleep' AND status = 'todo'"
         )
         lags = await db.fetch(
             "SELECT EXTRACT(EPOCH FROM deferred_at - due_at)::float8 AS lag "
