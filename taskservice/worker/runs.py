@@ -239,6 +239,13 @@ class ServiceJobManager(manager.JobManager):
         if thread is None or not thread.is_alive():
             await super().update_heartbeat(worker_id)
 
+    async def stop_heartbeats(self) -> None:
+        """Stop the heartbeat threads of workers registered and never
+        unregistered (a worker that did not stop cleanly, or a test)."""
+        for worker_id in list(self._heartbeats):
+            thread = self._heartbeats.pop(worker_id)
+            await asyncio.to_thread(thread.stop)
+
     async def unregister_worker(self, worker_id: int) -> None:
         thread = self._heartbeats.pop(worker_id, None)
         if thread is not None:

@@ -4,27 +4,16 @@ that uses them runs no more task functions at once than its concurrency."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import httpx
 import procrastinate
-import pytest
 
-from taskservice.registry import TaskRegistry
 from taskservice.settings import Settings
 from taskservice.store import psycopg_driver as pg
-from taskservice.worker.app import build_queue_app
 from tests.helpers import submit, wait_for_status
 from tests.task_types import EXECUTIONS_TABLE
-
-
-@pytest.fixture
-async def queue_app(settings: Settings, registry: TaskRegistry) -> AsyncIterator[procrastinate.App]:
-    app = build_queue_app(settings, registry, pool_size=2)
-    async with app.open_async():
-        yield app
 
 
 async def _defer(app: procrastinate.App, queue: str = "default", **options: Any) -> int:

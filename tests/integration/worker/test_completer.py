@@ -4,7 +4,6 @@ acknowledged only once committed, and only by the run that still holds its job."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
@@ -12,20 +11,10 @@ import procrastinate
 import pytest
 from procrastinate.jobs import Job, Status
 
-from taskservice.registry import TaskRegistry
-from taskservice.settings import Settings
-from taskservice.worker.app import build_queue_app
 from taskservice.worker.completer import BatchCompleter
 from taskservice.worker.failures import WorkerLost, describe_error
 from taskservice.worker.runs import Outcome, end_run
 from tests.helpers import submit
-
-
-@pytest.fixture
-async def queue_app(settings: Settings, registry: TaskRegistry) -> AsyncIterator[procrastinate.App]:
-    app = build_queue_app(settings, registry, pool_size=3)
-    async with app.open_async():
-        yield app
 
 
 @pytest.fixture

@@ -5,25 +5,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
-from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
 import procrastinate
-import pytest
 
 from taskservice.registry import TaskRegistry
 from taskservice.settings import Settings
-from taskservice.worker.app import build_queue_app
 from taskservice.worker.dispatcher import dispatch_due
 from tests.conftest import running_worker
-
-
-@pytest.fixture
-async def queue_app(settings: Settings, registry: TaskRegistry) -> AsyncIterator[procrastinate.App]:
-    app = build_queue_app(settings, registry, pool_size=2)
-    async with app.open_async():
-        yield app
 
 
 async def test_two_workers_defer_each_second_once(

@@ -3,30 +3,18 @@ that holds the job, through database blips; never a re-run for a result."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import asyncpg
 import httpx
 import procrastinate
 import pytest
 from procrastinate.jobs import Job, Status
 
-from taskservice.registry import TaskRegistry
-from taskservice.settings import Settings
-from taskservice.worker.app import build_queue_app
 from taskservice.worker.failures import WorkerLost, describe_error
 from taskservice.worker.runs import Outcome, end_run, end_run_for_sure
 from tests.executions import executions_per_job
 from tests.helpers import submit, wait_for_status
 
 pytestmark = pytest.mark.usefixtures("executions")
-
-
-@pytest.fixture
-async def queue_app(settings: Settings, registry: TaskRegistry) -> AsyncIterator[procrastinate.App]:
-    app = build_queue_app(settings, registry, pool_size=1)
-    async with app.open_async():
-        yield app
 
 
 async def _running_job(client: httpx.AsyncClient, queue_app: procrastinate.App) -> Job:
