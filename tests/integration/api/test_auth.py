@@ -233,3 +233,35 @@ async def test_me_names_the_key_and_its_scopes(
     assert (await client.get("/me")).status_code == 401
     assert (await client.get("/workers", headers=bearer(submitter))).status_code == 403
     assert (await client.get("/stats/throughput", headers=bearer(submitter))).status_code == 403
+
+
+async def test_a_task_read_answers_alike_on_both_paths(
+    client: httpx.AsyncClient, make_key: MakeKey
+) -> None:
+    """GET /tasks/{id} without a query string is answered by a fast path
+    (api/fast_path.py), with one by FastAPI's handler: the same answers."""
+    alice = await make_key("alice", Scope.READ, Scope.SUBMIT)
+    bob = await make_key("bob", Scope.READ, Scope.SUBMIT)
+    submitter = await make_key("submitter", Scope.SUBMIT)
+    admin = await make_key("admin", Scope.ADMIN)
+    alices = await _submit(client, alice, body={"params": {"value": "é ✓"}})
+    path = f"/tasks/{alices['id']}"
+    cases = [
+        (alice, path, 200),
+        (admin, path, 200),
+        (bob, path, 404),  # another key's task
+        (alice, f"/tasks/{alices['id'] + 1000}", 404),
+        (submitter, path, 403),
+        (UNKNOWN_KEY, path, 401),
+        (None, path, 401),
+    ]
+    for key, url, status in cases:
+        headers = bearer(key) if key else {}
+        fast = await client.get(url, headers=headers)
+        full = await client.get(f"{url}?wait=0", headers=headers)
+        assert fast.status_code == status, (key, url, fast.text)
+        assert (fast.status_code, fast.headers, fast.content) == (
+            full.status_code,
+            full.headers,
+            full.content,
+        ), (key, url)
