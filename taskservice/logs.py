@@ -12,6 +12,8 @@ LogFormat = Literal["auto", "json", "text"]
 
 # What Procrastinate's worker puts in `extra` about a job, and what we keep of it.
 _JOB_FIELDS = {"id": "task_id", "task_name": "type", "queue": "queue", "attempts": "attempt"}
+# One encoder for every line: json.dumps(..., default=str) builds a new one per call.
+_ENCODER = json.JSONEncoder(default=str)
 
 
 class JsonFormatter(logging.Formatter):
@@ -38,7 +40,7 @@ class JsonFormatter(logging.Formatter):
                 event[name] = value if isinstance(value, int | float | str) else str(value)
         if record.exc_info:
             event["exception"] = self.formatException(record.exc_info)
-        return json.dumps(event, default=str)
+        return _ENCODER.encode(event)
 
 
 class QuietInternalJobs(logging.Filter):

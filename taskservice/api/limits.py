@@ -9,7 +9,6 @@ from collections.abc import Iterable
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI
-from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -87,12 +86,11 @@ class RequestLimits:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        declared = headers.get("content-length", "")
+        declared, chunked = _body_headers(scope)
         if declared.isdigit() and int(declared) > self.max_bytes:
             await self._too_large()(scope, receive, send)
             return
-        if declared not in ("", "0") or "transfer-encoding" in headers:
+        if declared not in ("", "0") or chunked:
             try:
                 async with asyncio.timeout(self.timeout_seconds):
                     body, complete = await self._read(receive)
@@ -156,6 +154,21 @@ class RequestLimits:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks), True
+
+
+def _body_headers(scope: Scope) -> tuple[str, bool]:
+    """Content-Length ("" if absent) and whether a Transfer-Encoding is given, in
+    one pass over the raw headers (names are lower case in ASGI): most requests
+    have no body, and building starlette's Headers for them cost more than this."""
+    declared: str | None = None
+    chunked = False
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            if declared is None:  # the first, as Headers.get gives
+                declared = value.decode("latin-1")
+        elif name == b"transfer-encoding":
+            chunked = True
+    return declared or "", chunked
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

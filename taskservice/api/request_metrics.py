@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from fastapi import FastAPI
+from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskservice.api.limits import error_response
@@ -32,6 +33,9 @@ class ObserveRequests:
         self.metrics = metrics
         self.templates = templates
         self._patterns: list[tuple[re.Pattern[str], str]] | None = None
+        # Each label set's series, looked up once: prometheus_client's labels()
+        # takes a lock and builds its key on every call. Bounded as the labels are.
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,10 +65,17 @@ class ObserveRequests:
             self._observe(scope, status, started)
 
     def _observe(self, scope: Scope, status: int, started: float) -> None:
-        route = self._route(scope)
-        method = method_label(scope["method"])
-        self.metrics.http_requests.labels(method, route, str(status)).inc()
-        self.metrics.http_duration.labels(method, route).observe(time.perf_counter() - started)
+        key = (method_label(scope["method"]), self._route(scope), status)
+        series = self._series.get(key)
+        if series is None:
+            method, route, _ = key
+            series = self._series[key] = (
+                self.metrics.http_requests.labels(method, route, str(status)),
+                self.metrics.http_duration.labels(method, route),
+            )
+        requests, duration = series
+        requests.inc()
+        duration.observe(time.perf_counter() - started)
 
     def _route(self, scope: Scope) -> str:
         """The route template: the router leaves it in the scope; for a request

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -186,6 +187,7 @@ async def authenticate(
     return principal
 
 
+@functools.cache  # asked on every request without a key: parse each host once
 def is_loopback(host: str) -> bool:
     """Whether `host` (what the API listens on) is reachable from this machine only."""
     if host == "localhost":

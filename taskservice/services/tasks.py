@@ -21,7 +21,6 @@ from taskservice.errors import (
 from taskservice.job_options import OPTIONS_KEY, options_for
 from taskservice.models.tasks import (
     PROCRASTINATE_STATUSES,
-    TaskAttempt,
     TaskCreate,
     TaskFilters,
     TaskPublic,
@@ -204,21 +203,10 @@ async def get_task(
         if row is None:
             raise TaskNotFound(task_id)
         return TaskPublic.model_validate(dict(row))
-    row = await db.fetchrow(pool, "get_task_with_attempts", task_id=task_id, owner=owner)
-    if row is None:
+    document = await db.fetchval(pool, "get_task_with_attempts", task_id=task_id, owner=owner)
+    if document is None:
         raise TaskNotFound(task_id)
-    fields = dict(row)
-    fields["attempt_history"] = [
-        TaskAttempt(
-            attempt=attempt,
-            started_at=started,
-            finished_at=finished,
-            outcome=outcome,
-            error=None if error is None else json.loads(error),
-        )
-        for attempt, started, finished, outcome, error in fields.pop("attempt_rows")
-    ]
-    return TaskPublic.model_validate(fields)
+    return TaskPublic.model_validate_json(document)
 
 
 async def cancel_task(*, pool: db.Pool, task_id: int, owner: int | None = None) -> TaskPublic:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Response, status
-from pydantic import BeforeValidator
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from pydantic import BeforeValidator, TypeAdapter
 
-from taskservice.api.auth import ReadAccess, SubmitAccess
-from taskservice.api.deps import MetricsDep, PoolDep, ResourcesDep, SettingsDep
+from taskservice.api.auth import ReadAccess, SubmitAccess, authorize
+from taskservice.api.deps import MetricsDep, PoolDep, Resources, ResourcesDep, SettingsDep
+from taskservice.api.fast_path import fast_path
 from taskservice.models.fields import canonical_int
+from taskservice.models.keys import Scope
 from taskservice.models.tasks import (
     PG_BIGINT_MAX,
     TaskCreate,
@@ -91,7 +94,6 @@ async def list_tasks(
     )
 
 
-@router.get("/tasks/{task_id}", response_model=TaskPublic, responses={404: {}})
 async def get_task(
     task_id: TaskId,
     res: ResourcesDep,
@@ -119,6 +121,39 @@ async def get_task(
     return await service.get_task(
         pool=res.pool, task_id=task_id, with_history=True, owner=access.owner_filter
     )
+
+
+_TASK_ID = re.compile(r"[1-9][0-9]{0,18}")
+
+
+async def read_task_now(request: Request) -> Response | None:
+    """GET /tasks/{id} without a query string, the busiest read, as `get_task`
+    answers it; anything else (a malformed id, `wait`, any query) is left to
+    FastAPI, which validates it."""
+    raw_id: str = request.path_params["task_id"]
+    if request.scope["query_string"] or not _TASK_ID.fullmatch(raw_id):
+        return None
+    task_id = int(raw_id)
+    if task_id > PG_BIGINT_MAX:
+        return None
+    access = await authorize(request, Scope.READ)
+    res: Resources = request.app.state.resources
+    task = await service.get_task(
+        pool=res.pool, task_id=task_id, with_history=True, owner=access.owner_filter
+    )
+    return Response(_TASK_JSON.dump_json(task), media_type="application/json")
+
+
+_TASK_JSON = TypeAdapter(TaskPublic)
+
+router.add_api_route(
+    "/tasks/{task_id}",
+    get_task,
+    methods=["GET"],
+    response_model=TaskPublic,
+    responses={404: {}},
+    route_class_override=fast_path(read_task_now),
+)
 
 
 @router.delete(

@@ -249,3 +249,21 @@ async def test_dropped_database_connections_are_503_then_recover(
     if failed:
         response = await client.get("/nowhere")  # still answering
         assert response.status_code == 404
+
+
+async def test_a_task_read_answers_alike_on_both_paths(client: httpx.AsyncClient) -> None:
+    """GET /tasks/{id} without a query string is answered by a fast path
+    (api/fast_path.py), with one by FastAPI's handler: the same bytes, and
+    whatever the fast path does not know (a malformed id) is FastAPI's 422."""
+    task = await submit(client, type="echo", params={"value": ["é", 1.5, None]})
+    for path in (f"/tasks/{task['id']}", f"/tasks/{task['id'] + 1000}"):
+        fast, full = await client.get(path), await client.get(f"{path}?wait=0")
+        assert (fast.status_code, fast.headers, fast.content) == (
+            full.status_code,
+            full.headers,
+            full.content,
+        )
+    for bad in ("0", "01", "+1", "1.0", "9223372036854775808", "x"):
+        response = await client.get(f"/tasks/{bad}")
+        assert response.status_code == 422, bad
+        assert response.json()["detail"][0]["loc"] == ["path", "task_id"]
