@@ -121,6 +121,8 @@ async def _service_measure(
     async with connect(url) as conn:
         await wait_until(conn, "service_completed", n, within=within, watch=watch, type="echo")
         (row,) = await fetch(conn, "service_span", type="echo")
+    if row["tasks"] != n:
+        raise RuntimeError(f"e2e: {row['tasks']} of {n} results stored")
     return n / (row["last_finish"] - first), n / (submitted - first)
 
 

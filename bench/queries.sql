@@ -3,15 +3,20 @@
 -- Procrastinate's schema (procrastinate_jobs, procrastinate_events).
 
 -- name: service_completed
--- Tasks of `type` completed with their result stored.
-SELECT count(*) FROM taskservice.tasks
-WHERE type = :type AND status = 'completed' AND result IS NOT NULL;
+-- Tasks of `type` completed, polled ten times a second while the service runs:
+-- so read from Procrastinate's table by its index, as bare_succeeded is. Through
+-- the view (a join with task_records per row) it took 10-20 ms of the server's
+-- time per poll at a few thousand tasks, taken from the service under test. A
+-- run's result is stored in the transaction that marks it succeeded; service_span
+-- counts the results once at the end.
+SELECT count(*) FROM procrastinate_jobs WHERE task_name = :type AND status = 'succeeded';
 
 -- name: service_span
--- First start and last finish of the completed tasks of `type`, in epoch seconds.
+-- First start and last finish of the completed tasks of `type`, in epoch seconds,
+-- and how many of them have their result stored.
 SELECT extract(epoch FROM min(started_at))::float8 AS first_start,
        extract(epoch FROM max(finished_at))::float8 AS last_finish,
-       count(*) AS tasks
+       count(*) FILTER (WHERE result IS NOT NULL) AS tasks
 FROM taskservice.tasks
 WHERE type = :type AND status = 'completed';
 

@@ -314,19 +314,22 @@ moved AS (
         END
     FROM run
     WHERE j.id = run.job_id AND j.status = 'doing' AND j.attempts = run.attempts
-    RETURNING j.id, run.attempts + 1 AS run, CAST(run.result AS jsonb) AS result, run.error,
-        j.scheduled_at
+    RETURNING j.id, j.status, run.attempts + 1 AS run, CAST(run.result AS jsonb) AS result,
+        run.error, j.scheduled_at
 ),
+-- The run's row closed and the task's finish time set here, as the status
+-- trigger would (which then finds them so and writes neither again: one write
+-- per row, see migration 0009).
 attempt AS (
-    -- A run starts with no error (see the status trigger): only failures write.
     UPDATE taskservice.task_attempts AS a
-    SET error = moved.error
+    SET error = moved.error, finished_at = now(), outcome = CAST(moved.status AS text)
     FROM moved
-    WHERE a.job_id = moved.id AND a.attempt = moved.run AND moved.error IS NOT NULL
+    WHERE a.job_id = moved.id AND a.attempt = moved.run AND a.finished_at IS NULL
 ),
 record AS (
     UPDATE taskservice.task_records AS r
-    SET result = moved.result, error = moved.error
+    SET result = moved.result, error = moved.error,
+        finished_at = CASE WHEN moved.status = 'todo' THEN NULL ELSE now() END
     FROM moved
     WHERE r.job_id = moved.id
     RETURNING r.job_id,

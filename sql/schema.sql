@@ -167,16 +167,32 @@ DECLARE
     batch taskservice.batches;
     parent taskservice.task_records;
 BEGIN
+    -- A row that already reads so is only read: the worker's end_runs writes
+    -- finished_at with the result in the statement that ends the run (now() is
+    -- the transaction's, so the same), one write of the row instead of two.
     UPDATE taskservice.task_records
     SET started_at = CASE WHEN NEW.status = 'doing' THEN now() ELSE started_at END,
         finished_at = CASE
-            WHEN NEW.status IN ('succeeded', 'failed', 'cancelled', 'aborted') THEN now()
+            WHEN is_final THEN now()
             WHEN NEW.status IN ('todo', 'doing') THEN NULL
             ELSE finished_at
         END
     WHERE job_id = NEW.id
+      AND (started_at, finished_at) IS DISTINCT FROM (
+          CASE WHEN NEW.status = 'doing' THEN now() ELSE started_at END,
+          CASE
+              WHEN is_final THEN now()
+              WHEN NEW.status IN ('todo', 'doing') THEN NULL
+              ELSE finished_at
+          END)
     RETURNING batch_id, owner_key_id INTO task_batch, task_owner;
+    IF NOT FOUND THEN
+        SELECT batch_id, owner_key_id INTO task_batch, task_owner
+        FROM taskservice.task_records
+        WHERE job_id = NEW.id;
+    END IF;
 
+    -- Finds nothing to write when end_runs closed the run already.
     IF OLD.status = 'doing' THEN
         UPDATE taskservice.task_attempts
         SET finished_at = now(), outcome = NEW.status::text
