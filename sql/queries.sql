@@ -234,7 +234,12 @@ ORDER BY sized.id DESC;
 
 -- name: cancel_task
 -- Procrastinate's own cancel: todo -> cancelled; doing -> abort requested.
-SELECT procrastinate_cancel_job_v1(:task_id, true, false) AS id;
+-- `running` is the job's state before (the statement's snapshot does not see
+-- the cancel's own change): whether a worker was asked to stop it, however
+-- fast that worker then stops.
+WITH before AS (SELECT status FROM procrastinate_jobs WHERE id = :task_id)
+SELECT procrastinate_cancel_job_v1(:task_id, true, false) AS id,
+    (SELECT status = 'doing' FROM before) AS running;
 
 -- name: end_run
 -- Ends a run, if it still holds its job: `doing` with the attempts it was

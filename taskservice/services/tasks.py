@@ -209,19 +209,22 @@ async def get_task(
     return TaskPublic.model_validate_json(document)
 
 
-async def cancel_task(*, pool: db.Pool, task_id: int, owner: int | None = None) -> TaskPublic:
+async def cancel_task(
+    *, pool: db.Pool, task_id: int, owner: int | None = None
+) -> tuple[TaskPublic, bool]:
     """Cancel a pending task, or ask a running one to abort (with an `owner`,
     only a task of that API key).
 
-    Returns the task: `cancelled` at once if it was pending, still `in_progress`
-    (with `abort_requested`) if a worker is running it."""
+    Returns the task as it is now and whether it was running: then its worker
+    was asked to stop it, and the task ends `cancelled` once it has (it may
+    already have, by the time the task is read)."""
     if owner is not None:
         await get_task(pool=pool, task_id=task_id, owner=owner)
-    cancelled = await db.fetchval(pool, "cancel_task", task_id=task_id)
+    row = await db.fetchrow(pool, "cancel_task", task_id=task_id)
     task = await get_task(pool=pool, task_id=task_id)
-    if cancelled is None:
+    if row is None or row["id"] is None:
         raise TaskAlreadyFinished(task_id, task.status.value)
-    return task
+    return task, bool(row["running"])
 
 
 async def retry_task(*, pool: db.Pool, task_id: int, owner: int | None = None) -> TaskPublic:

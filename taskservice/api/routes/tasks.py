@@ -19,7 +19,6 @@ from taskservice.models.tasks import (
     TaskFilters,
     TaskPublic,
     TasksPublic,
-    TaskStatus,
 )
 from taskservice.services import events
 from taskservice.services import tasks as service
@@ -164,12 +163,15 @@ router.add_api_route(
 async def cancel(
     task_id: TaskId, response: Response, pool: PoolDep, metrics: MetricsDep, access: SubmitAccess
 ) -> TaskPublic:
-    """Cancel a pending task (200), or ask a running one to stop (202)."""
-    task = await service.cancel_task(pool=pool, task_id=task_id, owner=access.owner_filter)
-    if task.status is TaskStatus.CANCELLED:
-        metrics.cancelled.labels(task.type, metrics.queue_label(task.queue)).inc()
-    else:  # running: its worker counts it when it stops
+    """Cancel a pending task (200), or ask a running one to stop (202, whether
+    or not it has stopped by the time of the answer)."""
+    task, was_running = await service.cancel_task(
+        pool=pool, task_id=task_id, owner=access.owner_filter
+    )
+    if was_running:  # its worker counts it when it stops
         response.status_code = status.HTTP_202_ACCEPTED
+    else:
+        metrics.cancelled.labels(task.type, metrics.queue_label(task.queue)).inc()
     return task
 
 

@@ -89,7 +89,12 @@ async def test_running_async_task_is_aborted(client: httpx.AsyncClient, worker: 
     await wait_for_status(client, task["id"], "in_progress")
     response = await client.delete(f"/tasks/{task['id']}")
     assert response.status_code == 202
-    assert response.json()["abort_requested"] is True
+    # Asked to stop; an async task may have stopped already when the answer is read.
+    body = response.json()
+    assert (body["status"], body["abort_requested"]) in {
+        ("in_progress", True),
+        ("cancelled", False),
+    }
     cancelled = await wait_for_status(client, task["id"], "cancelled", within=2)
     assert cancelled["error"]["type"] == "aborted"
     assert cancelled["finished_at"] is not None
