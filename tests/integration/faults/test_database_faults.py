@@ -153,7 +153,17 @@ def test_immediate_restart_under_load_loses_nothing(
         acknowledged = [a.task_id for a in answers if a.task_id is not None]
         started_late = [a for a in answers if a.sent > down_at and a.status == 201]
         assert started_late, "no task was acknowledged after the restart"
-        wait_until(lambda: not _unfinished(pg_url, acknowledged), within=60, interval=0.5)
+        try:
+            wait_until(lambda: not _unfinished(pg_url, acknowledged), within=60, interval=0.5)
+        except AssertionError:
+            left = _rows(
+                pg_url,
+                "SELECT id, status::text, worker_id, attempts FROM procrastinate_jobs "
+                "WHERE id = ANY(%s) AND status <> 'succeeded' ORDER BY id LIMIT 10",
+                acknowledged,
+            )
+            workers = _rows(pg_url, "SELECT id, last_heartbeat FROM procrastinate_workers")
+            raise AssertionError(f"unfinished: {left}; workers: {workers}") from None
         print(
             f"fault 1: {len(acknowledged)} acknowledged, {len(unavailable)} answered 503, "
             f"slowest answer {max(a.took for a in answers):.2f} s; after the database "

@@ -79,7 +79,11 @@ async def test_retry_reruns_a_failed_task_as_its_next_attempt(
     await wait_for_status(client, task["id"], "failed")
     response = await client.post(f"/tasks/{task['id']}/retry")
     assert response.status_code == 200
-    assert response.json()["status"] in ("pending", "in_progress")
+    # The task as it is now: queued again, or (a fast worker) already re-run.
+    now = response.json()
+    assert now["status"] in ("pending", "in_progress") or (
+        now["status"] == "failed" and now["attempts"] == 2
+    ), now
     again = await _wait_for(
         client, task["id"], lambda t: t["status"] == "failed" and t["attempts"] == 2
     )
