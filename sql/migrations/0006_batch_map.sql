@@ -65,6 +65,13 @@ $$;
 -- parent, which waits `doing` on no worker (see worker/waiting.py): it goes
 -- back to the queue to sum up its children, or ends `aborted` if it was asked
 -- to stop. That run is not charged to its attempts.
+-- Also: webhook deliveries are deferred at the service's internal priority
+-- (taskservice.registry.INTERNAL_PRIORITY, 2^31 - 1), like the rescue and the
+-- dispatcher, not at 0 behind a backlog of clients' tasks; and the end of a run
+-- is written once: the worker's end_runs statement sets task_records.finished_at
+-- with the result and closes the run's task_attempts row, so the trigger only
+-- reads those rows then (for any other change of status, from the procrastinate
+-- CLI, SQL or the API's cancel, it writes them as before).
 CREATE OR REPLACE FUNCTION taskservice.record_status_change() RETURNS trigger
     LANGUAGE plpgsql
 AS $$
@@ -76,16 +83,32 @@ DECLARE
     batch taskservice.batches;
     parent taskservice.task_records;
 BEGIN
+    -- A row that already reads so is only read: the worker's end_runs writes
+    -- finished_at with the result in the statement that ends the run (now() is
+    -- the transaction's, so the same), one write of the row instead of two.
     UPDATE taskservice.task_records
     SET started_at = CASE WHEN NEW.status = 'doing' THEN now() ELSE started_at END,
         finished_at = CASE
-            WHEN NEW.status IN ('succeeded', 'failed', 'cancelled', 'aborted') THEN now()
+            WHEN is_final THEN now()
             WHEN NEW.status IN ('todo', 'doing') THEN NULL
             ELSE finished_at
         END
     WHERE job_id = NEW.id
+      AND (started_at, finished_at) IS DISTINCT FROM (
+          CASE WHEN NEW.status = 'doing' THEN now() ELSE started_at END,
+          CASE
+              WHEN is_final THEN now()
+              WHEN NEW.status IN ('todo', 'doing') THEN NULL
+              ELSE finished_at
+          END)
     RETURNING batch_id, owner_key_id INTO task_batch, task_owner;
+    IF NOT FOUND THEN
+        SELECT batch_id, owner_key_id INTO task_batch, task_owner
+        FROM taskservice.task_records
+        WHERE job_id = NEW.id;
+    END IF;
 
+    -- Finds nothing to write when end_runs closed the run already.
     IF OLD.status = 'doing' THEN
         UPDATE taskservice.task_attempts
         SET finished_at = now(), outcome = NEW.status::text
@@ -105,7 +128,7 @@ BEGIN
         SET callback = '{"status": "pending", "attempts": 0, "last_error": null}'
         WHERE job_id = NEW.id;
         PERFORM public.procrastinate_defer_jobs_v1(ARRAY[ROW(
-            'taskservice', 'taskservice.deliver_callback', 0, NULL, NULL,
+            'taskservice', 'taskservice.deliver_callback', 2147483647, NULL, NULL,
             jsonb_build_object('task_id', NEW.id), NULL
         )::public.procrastinate_job_to_defer_v1]);
     END IF;
@@ -145,7 +168,7 @@ BEGIN
                 SET callback = '{"status": "pending", "attempts": 0, "last_error": null}'
                 WHERE id = batch.id;
                 PERFORM public.procrastinate_defer_jobs_v1(ARRAY[ROW(
-                    'taskservice', 'taskservice.deliver_callback', 0, NULL, NULL,
+                    'taskservice', 'taskservice.deliver_callback', 2147483647, NULL, NULL,
                     jsonb_build_object('batch_id', batch.id), NULL
                 )::public.procrastinate_job_to_defer_v1]);
             END IF;
