@@ -187,7 +187,12 @@ class Settings(BaseSettings):
         "text); a page ends early when the next task would pass it, but holds at least one.",
     )
 
-    concurrency: int = Field(default=4, ge=1, description="Jobs one worker runs at once.")
+    concurrency: int = Field(
+        default=16,
+        ge=1,
+        description="Jobs one worker runs at once: async tasks share its event loop, sync "
+        "ones take a thread each. Its pool holds up to concurrency + 4 connections.",
+    )
     queues: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Queues the worker serves; empty means all."
     )

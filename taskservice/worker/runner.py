@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from procrastinate import App
@@ -88,6 +89,12 @@ async def _run(
         async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
             await pg.ping(database_url)
 
+    # Sync task functions run in the loop's default executor (asyncio's default
+    # is min(32, cores + 4) threads): as many threads as jobs, so that a claimed
+    # sync job never waits for a thread while it counts as running.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=settings.concurrency + 4, thread_name_prefix="task")
+    )
     options: dict[str, Any] = {
         **queue_app.worker_defaults,
         "install_signal_handlers": install_signal_handlers,

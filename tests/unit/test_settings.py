@@ -21,7 +21,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
     settings = Settings()
     assert settings.database_url is None
-    assert (settings.host, settings.port, settings.concurrency) == ("127.0.0.1", 8000, 4)
+    assert (settings.host, settings.port, settings.concurrency) == ("127.0.0.1", 8000, 16)
 
 
 def test_secrets_and_sql_statements_are_gathered_by_prefix(
