@@ -408,6 +408,47 @@ WITH adopted AS (
 )
 SELECT count(*) AS adopted FROM adopted;
 
+-- name: release_orphaned_jobs
+-- Jobs `doing` under worker :worker_id that it does not run (:running, a JSON
+-- array of the jobs it runs, those whose end is being written included): a
+-- claim of its committed but its answer was lost with the connection. The
+-- worker heartbeats, so the rescue would never see them. They go back as they
+-- were before that claim, since their run never started: attempts unchanged,
+-- the run's task_attempts row removed (the next claim writes it again, as the
+-- same attempt) and the task's started_at that of its last run, if any. One
+-- asked to stop meanwhile ends `aborted`, as end_run ends it. Run only while
+-- the worker has no claim in flight, whose jobs would look orphaned too.
+WITH released AS (
+    UPDATE procrastinate_jobs
+    SET status = CASE
+            WHEN abort_requested THEN CAST('aborted' AS procrastinate_job_status)
+            ELSE CAST('todo' AS procrastinate_job_status)
+        END,
+        abort_requested = false
+    WHERE worker_id = :worker_id
+      AND status = 'doing'
+      AND id NOT IN (SELECT CAST(jsonb_array_elements_text(CAST(:running AS jsonb)) AS bigint))
+    RETURNING id, status, attempts
+),
+-- Written here, so that the status trigger finds both rows as it would leave
+-- them and writes neither (see end_runs).
+attempt AS (
+    DELETE FROM taskservice.task_attempts AS a
+    USING released
+    WHERE a.job_id = released.id AND a.attempt = released.attempts + 1
+),
+record AS (
+    UPDATE taskservice.task_records AS r
+    SET started_at = (
+            SELECT last_run.started_at FROM taskservice.task_attempts AS last_run
+            WHERE last_run.job_id = released.id AND last_run.attempt = released.attempts
+        ),
+        finished_at = CASE WHEN released.status = 'todo' THEN NULL ELSE now() END
+    FROM released
+    WHERE r.job_id = released.id
+)
+SELECT id FROM released ORDER BY id;
+
 -- name: count_live_workers
 SELECT count(*) AS workers
 FROM procrastinate_workers

@@ -6,8 +6,9 @@ restart or a terminated backend ends the process, and the jobs it was running
 stay `doing` until a rescue. This worker treats a lost connection as an outage:
 running jobs go on, everything that talks to the database waits for it (one
 probe, capped jittered backoff), then the worker resumes with the same worker id,
-records the outcomes it could not write, and claims again. Past
-`grace_seconds` without the database it stops and says why."""
+records the outcomes it could not write, puts back in the queue the jobs a claim
+took although its answer was lost, and claims again. Past `grace_seconds`
+without the database it stops and says why."""
 
 from __future__ import annotations
 
@@ -119,6 +120,8 @@ class ResilientWorker(BatchClaimingWorker):
         self._probe = probe
         self._reconnect: asyncio.Task[bool] | None = None
         self._stop_requested_at: float | None = None
+        # A claim met an outage: orphans are released before the next claim.
+        self._claim_lost = False
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -316,13 +319,49 @@ class ResilientWorker(BatchClaimingWorker):
     async def _fetch_and_process_jobs(self) -> None:
         while True:
             try:
+                if self._claim_lost:
+                    await self._release_orphans()
                 await super()._fetch_and_process_jobs()
                 return
             except Exception as exc:
                 if not is_connection_error(exc):
                     raise
+                # The claim that met the outage may have committed all the same.
+                self._claim_lost = True
                 if not await self.wait_for_database(exc, "fetching jobs"):
                     return
+
+    async def _release_orphans(self) -> None:
+        """Put back in the queue the jobs that a claim took for this worker
+        although its answer never came (the connection died after the commit):
+        `doing` under a worker that heartbeats, they would never run, and
+        neither the rescue (silent workers only) nor anyone else would move
+        them. Their run never started, so no attempt is charged.
+
+        Called here, between two rounds of claims, and nowhere else: every
+        claimer of the last round has ended (started what it got, or given up
+        on its statement: _claim_and_start_jobs waits for all of them), and the
+        next round starts only after this, in the same task. So no claim is in
+        flight, whose jobs would look orphaned too; jobs whose end is being
+        written are still in _running_jobs until it commits."""
+        assert self.worker_id is not None
+        assert self._claiming == 0, "orphans released while a claim is in flight"
+        running = [context.job.id for context in self._running_jobs.values()]
+        released = await pg.fetch_all(
+            self.app.connector,
+            "release_orphaned_jobs",
+            worker_id=self.worker_id,
+            running=running,
+        )
+        self._claim_lost = False
+        if released:
+            logger.warning(
+                "released %d jobs claimed for worker %s by a claim whose answer was lost "
+                "with the connection; they are back in the queue: %s",
+                len(released),
+                self.worker_id,
+                ", ".join(str(row["id"]) for row in released),
+            )
 
     async def _persist_job_status(
         self,
