@@ -1,6 +1,7 @@
 """Procrastinate's Worker claiming several jobs per statement: as many as it has
-free slots, two claims in flight, a slot freed when the task function returns;
-each job run with one log line (its outcome), not two."""
+free slots, two claims in flight, a slot freed when the task function returns,
+the next jobs claimed while the current ones run when tasks are short; each job
+run with one log line (its outcome), not two."""
 
 from __future__ import annotations
 
@@ -13,10 +14,17 @@ from typing import Any
 from procrastinate import exceptions, job_context, jobs, middleware, retry, tasks, utils
 from procrastinate.worker import Worker
 
+from taskservice.registry import RESERVED_PREFIX
 from taskservice.store import psycopg_driver as pg
 
 # Claim statements a worker may have in flight at once (see _claim_and_start_jobs).
 CLAIMS_IN_FLIGHT = 2
+# A worker claims up to `concurrency` jobs ahead of its free slots while its
+# task functions take less than this, on average and each running one so far
+# (see _free_slots).
+CLAIM_AHEAD_BELOW_SECONDS = 0.01
+# Weight of the newest run in that average (an exponential moving average).
+_NEWEST_RUN_WEIGHT = 0.1
 
 
 class BatchClaimingWorker(Worker):
@@ -32,6 +40,10 @@ class BatchClaimingWorker(Worker):
         self._job_log_context: dict[int, dict[str, Any]] = {}
         self._claiming = 0  # slots that claims in flight may fill
         self._task_is_async: dict[str, bool] = {}
+        # Task functions running at once, at most: jobs claimed ahead wait here.
+        self._run_slots = asyncio.Semaphore(self.concurrency)
+        self._mean_run_seconds: float | None = None
+        self._run_started: dict[int, float] = {}  # job id -> time.perf_counter()
 
     async def _fetch_and_process_jobs(self) -> None:
         await self._claim_and_start_jobs()
@@ -41,10 +53,34 @@ class BatchClaimingWorker(Worker):
         once, counting the slots that claims in flight may fill; a run whose
         function has returned no longer takes a slot while its end is being
         written (the next claim overlaps that commit), but the jobs held,
-        running or ending, stay under twice `concurrency`."""
+        running or ending, stay under twice `concurrency`.
+
+        While its tasks are short (under CLAIM_AHEAD_BELOW_SECONDS on average,
+        the service's own jobs left out, and every running one so far), the
+        worker also claims up to `concurrency` jobs ahead, which wait for a slot
+        (_run_task): the next claim's round trip then overlaps the runs of the
+        current jobs instead of leaving the worker idle between them, as
+        Celery's prefetch and Graphile Worker's local queue do. A job claimed
+        ahead waits about one short run; while a long one runs nothing is
+        claimed ahead, so jobs do not wait behind it on a worker that cannot
+        start them while another could."""
+        ahead = self.concurrency if self._tasks_are_short() else 0
         running = len(self._running_jobs) - len(self._ending) + self._claiming
         held = len(self._running_jobs) + self._claiming
-        return min(self.concurrency - running, 2 * self.concurrency - held)
+        return min(self.concurrency + ahead - running, 2 * self.concurrency + ahead - held)
+
+    def _tasks_are_short(self) -> bool:
+        mean = self._mean_run_seconds
+        if mean is None or mean >= CLAIM_AHEAD_BELOW_SECONDS:
+            return False
+        oldest = min(self._run_started.values(), default=None)
+        return oldest is None or time.perf_counter() - oldest < CLAIM_AHEAD_BELOW_SECONDS
+
+    def _note_run(self, seconds: float) -> None:
+        mean = self._mean_run_seconds
+        self._mean_run_seconds = (
+            seconds if mean is None else mean + _NEWEST_RUN_WEIGHT * (seconds - mean)
+        )
 
     async def _claim_and_start_jobs(self) -> None:
         """Procrastinate's fetch loop, claiming as many jobs as there are free
@@ -195,7 +231,25 @@ class BatchClaimingWorker(Worker):
     async def _run_task(
         self, task: tasks.Task[Any, Any, Any], context: job_context.JobContext
     ) -> Any:
-        """The task function inside its task middlewares; a sync one in a thread."""
+        """The task function inside its task middlewares (a sync one in a thread),
+        once one of the `concurrency` run slots is free (see _free_slots)."""
+        async with self._run_slots:
+            if context.abort_reason() is not None:
+                # Aborted while it waited for a slot (an async job is cancelled
+                # instead): as a sync task that checks should_abort() would end.
+                raise exceptions.JobAborted
+            job_id = context.job.id or 0
+            started = self._run_started[job_id] = time.perf_counter()
+            try:
+                return await self._call_task(task, context)
+            finally:
+                del self._run_started[job_id]
+                if not task.name.startswith(RESERVED_PREFIX):  # the service's own jobs
+                    self._note_run(time.perf_counter() - started)
+
+    async def _call_task(
+        self, task: tasks.Task[Any, Any, Any], context: job_context.JobContext
+    ) -> Any:
         args = [context] if task.pass_context else []
         kwargs = context.job.task_kwargs
         is_async = self._task_is_async.get(task.name)

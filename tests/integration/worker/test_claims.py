@@ -1,6 +1,7 @@
 """Batched claims (the `claim_jobs` query, taskservice.claim_jobs_v1): several jobs in
 one statement, with Procrastinate's order, locks and queue filter; and the worker
-that uses them runs no more task functions at once than its concurrency."""
+that uses them runs no more task functions at once than its concurrency, claiming
+ahead of its slots only while its tasks are short."""
 
 from __future__ import annotations
 
@@ -10,10 +11,29 @@ import asyncpg
 import httpx
 import procrastinate
 
+from taskservice.registry import TaskRegistry
 from taskservice.settings import Settings
 from taskservice.store import psycopg_driver as pg
+from tests.conftest import running_worker
 from tests.helpers import submit, wait_for_status
 from tests.task_types import EXECUTIONS_TABLE
+
+# The most task functions running at one instant, from the runs' own start and end.
+MOST_RUNNING = (
+    f"SELECT max(n) FROM (SELECT (SELECT count(*) FROM {EXECUTIONS_TABLE} AS b "
+    "WHERE b.started_at <= a.started_at AND b.finished_at > a.started_at) AS n "
+    f"FROM {EXECUTIONS_TABLE} AS a) AS concurrent"
+)
+# The most jobs held at one instant between their claim (Procrastinate's
+# `started` event, written by the claim) and the end of their function.
+MOST_HELD = (
+    "WITH held AS (SELECT e.at AS claimed_at, x.finished_at "
+    f"FROM procrastinate_events AS e JOIN {EXECUTIONS_TABLE} AS x USING (job_id) "
+    "WHERE e.type = 'started') "
+    "SELECT max(n) FROM (SELECT (SELECT count(*) FROM held AS b "
+    "WHERE b.claimed_at <= a.claimed_at AND b.finished_at > a.claimed_at) AS n "
+    "FROM held AS a) AS concurrent"
+)
 
 
 async def _defer(app: procrastinate.App, queue: str = "default", **options: Any) -> int:
@@ -107,13 +127,35 @@ async def test_the_worker_runs_no_more_task_functions_at_once_than_its_concurren
     executions: None,
 ) -> None:
     """Twelve 0.3 s runs at concurrency 4: claimed in batches, never more than
-    four running at any instant (from the runs' own start and end)."""
+    four running at any instant (from the runs' own start and end), and, these
+    tasks being long, none claimed ahead of a free slot."""
     tasks = [await submit(client, type="recorded", params={"seconds": 0.3}) for _ in range(12)]
     for task in tasks:
         await wait_for_status(client, task["id"], "completed", within=20)
-    most = await db.fetchval(
-        f"SELECT max(n) FROM (SELECT (SELECT count(*) FROM {EXECUTIONS_TABLE} AS b "
-        "WHERE b.started_at <= a.started_at AND b.finished_at > a.started_at) AS n "
-        f"FROM {EXECUTIONS_TABLE} AS a) AS concurrent"
+    assert await db.fetchval(MOST_RUNNING) == settings.concurrency
+    assert await db.fetchval(MOST_HELD) == settings.concurrency
+
+
+async def test_with_short_tasks_the_worker_claims_ahead_and_still_runs_its_concurrency(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    registry: TaskRegistry,
+    db: asyncpg.Connection,
+    executions: None,
+) -> None:
+    """120 short runs queued before the worker starts, at concurrency 4: it holds
+    more than four jobs at some instant (claimed while others ran), never runs
+    more than four functions at once, and every job completes once."""
+    response = await client.post(
+        "/tasks/batch",
+        json={"tasks": [{"type": "recorded", "params": {"seconds": 0}} for _ in range(120)]},
     )
-    assert most == settings.concurrency
+    assert response.status_code == 201, response.text
+    ids = response.json()["ids"]
+    async with running_worker(settings, registry):
+        await wait_for_status(client, ids[-1], "completed", within=30)
+        for task_id in ids:
+            await wait_for_status(client, task_id, "completed", within=10)
+    assert await db.fetchval(f"SELECT count(*) FROM {EXECUTIONS_TABLE}") == len(ids)
+    assert await db.fetchval(MOST_RUNNING) <= settings.concurrency
+    assert await db.fetchval(MOST_HELD) > settings.concurrency
