@@ -32,7 +32,7 @@ from taskservice.registry import load_registry
 from taskservice.services import tasks as service
 from taskservice.store import asyncpg_driver as database
 
-CONCURRENCY = 4  # jobs at once, both workers (the service's default)
+CONCURRENCY = 4  # jobs at once, both workers (the figure; the service's default is 16)
 
 
 async def submit_through_service(url: str, count: int, clients: int = 8) -> None:

@@ -4,9 +4,9 @@ Each size (default 10k, 100k, 1M tasks) gets its own database, a copy of the
 one before grown to it (written through Procrastinate's defer function so every
 trigger runs; a tenth `sleep`, the rest `echo`); then the sizes are measured in
 turn, round after round, so that load from others on the machine hits them
-alike. At each size all but the newest 10 % have ended (0.1 % failed, the rest
-completed), so the claim has many todo rows. Timed (median over the rounds of
-the median of REPEAT calls):
+alike. At each size all but the newest 10 % have ended (0.1 % failed, and at
+least a page of them at 10k; the rest completed), so the claim has many todo
+rows. Timed (median over the rounds of the median of REPEAT calls):
 - the listing through the service layer (the API's pool, SQL and filters), first
   page of 50, for each filter, and a page from a cursor in mid-table;
 - `taskservice.claim_jobs_v1` (the worker's claim, 4 jobs), rolled back each time.

@@ -28,10 +28,23 @@ def exactly_listed(value: str, allowed: Sequence[str]) -> bool:
     return value.lower().rstrip(".") in {e.lower().rstrip(".") for e in allowed}
 
 
+# IPv6 prefix of NAT64 (RFC 6052): the last 32 bits are an IPv4 address.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
 def is_internal(address: str) -> bool:
-    """Private, loopback, link-local or unspecified: what `*` never reaches."""
+    """Anything but a global unicast address: private, loopback, link-local,
+    unspecified, shared (100.64.0.0/10, carrier NAT), reserved or multicast;
+    an IPv6 address that carries an IPv4 one (mapped, 6to4, NAT64) is judged
+    by that IPv4 address. What `*` never reaches."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_unspecified
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            return is_internal(str(embedded))
+    return not ip.is_global or ip.is_multicast
 
 
 def check_http_url(url: str, allowed: Sequence[str], *, setting: str, field: str) -> str:
@@ -59,9 +72,9 @@ def check_http_url(url: str, allowed: Sequence[str], *, setting: str, field: str
 async def check_addresses(
     host: str, port: int | None, allowed: Sequence[str], *, setting: str
 ) -> list[str]:
-    """The addresses `host` resolves to, refusing a private, loopback or
-    link-local one unless the host's exact name or that address is listed
-    (an exactly listed name is not resolved here: [])."""
+    """The addresses `host` resolves to, refusing an internal one (is_internal)
+    unless the host's exact name or that address is listed (an exactly listed
+    name is not resolved here: [])."""
     if exactly_listed(host, allowed):
         return []
     addresses = await _resolve(host, port)
@@ -74,8 +87,8 @@ async def connectable_addresses(
 ) -> list[str]:
     """The addresses a connection to `host` may use, for a client that connects
     to what was checked (so that a second DNS answer cannot point elsewhere):
-    the host must be listed by name, and a private, loopback or link-local
-    address needs the exact name or that address listed."""
+    the host must be listed by name, and an internal address (is_internal)
+    needs the exact name or that address listed."""
     if not host_listed(host, allowed):
         raise DestinationRefused(f"host {host!r} is not in {setting}")
     addresses = await _resolve(host, port)
