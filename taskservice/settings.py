@@ -167,6 +167,11 @@ class Settings(BaseSettings):
         description="Open connections one API process accepts (uvicorn's limit_concurrency); "
         "past it, new ones get 503.",
     )
+    log_successes: bool = Field(
+        default=False,
+        description="Log one line per successful run (failures, retries and cancellations "
+        "are always logged; every outcome is in the database, /metrics and /events).",
+    )
     access_log: bool = Field(
         default=True,
         description="Log one line per HTTP request (uvicorn's access log); /metrics "

@@ -49,6 +49,17 @@ def outcome_recorder(metrics: Metrics | None = None) -> WorkerMiddleware:
 
     Nothing here touches the database: in the failure branches, the task's own
     exception is what Procrastinate's retry decision sees."""
+    # Each metric's child for a (type, queue): prometheus_client's labels()
+    # validates and locks on every call, four calls per run.
+    children: dict[tuple[str, str, str], Any] = {}
+
+    def child(metric_name: str, labels: tuple[str, str]) -> Any:
+        key = (metric_name, *labels)
+        found = children.get(key)
+        if found is None:
+            assert metrics is not None
+            found = children[key] = getattr(metrics, metric_name).labels(*labels)
+        return found
 
     async def record_outcome(call_next: AsyncCallNext, context: JobContext, worker: Worker) -> Any:
         job_id = context.job.id
@@ -62,10 +73,10 @@ def outcome_recorder(metrics: Metrics | None = None) -> WorkerMiddleware:
 
         def observe_latency(latency: float | None) -> None:
             if observed and latency is not None:
-                observed.start_latency.labels(*labels).observe(max(latency, 0.0))
+                child("start_latency", labels).observe(max(latency, 0.0))
 
         if observed:
-            observed.started.labels(*labels).inc()
+            child("started", labels).inc()
         started = time.perf_counter()
         outcome = "completed"
         try:
@@ -102,7 +113,7 @@ def outcome_recorder(metrics: Metrics | None = None) -> WorkerMiddleware:
             return result
         finally:
             if observed:
-                getattr(observed, outcome).labels(*labels).inc()
-                observed.duration.labels(*labels).observe(time.perf_counter() - started)
+                child(outcome, labels).inc()
+                child("duration", labels).observe(time.perf_counter() - started)
 
     return record_outcome

@@ -107,6 +107,7 @@ async def _run(
         link=link,
         probe=probe,
         grace_seconds=settings.worker_db_grace_seconds,
+        log_successes=settings.log_successes,
         **options,
     )
     try:
