@@ -112,6 +112,8 @@ async def fetch_url(url: str, most: int, settings: Settings) -> bytes:
             return data
     except outbound.DestinationRefused as exc:
         raise DoNotRetry(f"source refused: {exc}") from exc
+    except outbound.UndecodableBody as exc:
+        raise DoNotRetry(f"source unreadable: {exc}") from exc
 
 
 @dataclass(frozen=True)

@@ -255,6 +255,8 @@ async def exchange(
                 raise DoNotRetry(f"more than {_MAX_REDIRECTS} redirects from {url}")
     except outbound.DestinationRefused as exc:
         raise DoNotRetry(f"refused: {exc}") from None
+    except outbound.UndecodableBody as exc:
+        raise DoNotRetry(f"{exc} (from {url})") from None
     except (TimeoutError, httpx.TimeoutException):
         raise RetryLater(f"no whole answer from {url} within {limit_seconds:g} s") from None
     except httpx.TransportError as exc:

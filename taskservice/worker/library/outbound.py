@@ -4,6 +4,7 @@ addresses checked against TASKSERVICE_HTTP_ALLOWED_HOSTS, and bounded reads."""
 from __future__ import annotations
 
 import ssl
+import zlib
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -24,7 +25,21 @@ if TYPE_CHECKING:
 
 SETTING = "TASKSERVICE_HTTP_ALLOWED_HOSTS"
 
-__all__ = ["SETTING", "DestinationRefused", "check_url", "client", "read_capped"]
+__all__ = [
+    "SETTING",
+    "DestinationRefused",
+    "UndecodableBody",
+    "check_url",
+    "client",
+    "read_capped",
+]
+
+# The content codings read_capped decodes, and all the client asks for.
+ACCEPT_ENCODING = "gzip, deflate"
+
+
+class UndecodableBody(ValueError):
+    """A response body in a content coding the service does not decode, or corrupt."""
 
 
 class CheckedNetwork(httpcore.AsyncNetworkBackend):
@@ -97,7 +112,7 @@ def client(
         follow_redirects=follow_redirects,
         max_redirects=5,
         trust_env=False,
-        headers={"User-Agent": "taskservice"},
+        headers={"User-Agent": "taskservice", "Accept-Encoding": ACCEPT_ENCODING},
     )
 
 
@@ -113,15 +128,51 @@ async def check_url(url: str, settings: Settings, loc: tuple[str | int, ...]) ->
         raise ParamRefused(loc, str(exc), "destination_refused") from exc
 
 
+def _decompressor(encoding: str) -> zlib._Decompress | None:
+    """A decompressor for the response's Content-Encoding; None for none."""
+    coding = encoding.strip().lower()
+    if coding in ("", "identity"):
+        return None
+    if coding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    if coding == "deflate":  # zlib-wrapped, as RFC 9110 says (raw deflate: see read_capped)
+        return zlib.decompressobj(wbits=zlib.MAX_WBITS)
+    raise UndecodableBody(f"the response's Content-Encoding {encoding!r} is not gzip or deflate")
+
+
 async def read_capped(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
-    """At most `limit` bytes of a streamed response's (decoded) body, and
-    whether there was more; what is past the limit is never read."""
+    """At most `limit` bytes of a streamed response's body, decoded (gzip or
+    deflate), and whether there was more; what is past the limit is never read.
+    Decompression is bounded too: each step yields at most what the limit still
+    allows, so a small compressed body that expands to gigabytes (httpx's own
+    decoding inflates a whole network read at once, and stacked codings
+    multiply) never does in memory. UndecodableBody for another coding or a
+    corrupt body."""
+    decompressor = _decompressor(response.headers.get("content-encoding", ""))
+    first = True
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
-        if size + len(chunk) > limit:
-            chunks.append(chunk[: limit - size])
-            return b"".join(chunks), True
-        chunks.append(chunk)
-        size += len(chunk)
+    async for raw in response.aiter_raw():
+        pending = raw
+        while pending:
+            if decompressor is None:
+                data, pending = pending, b""
+            else:
+                try:
+                    data = decompressor.decompress(pending, limit - size + 1)
+                except zlib.error as exc:
+                    coding = response.headers.get("content-encoding", "").strip().lower()
+                    if not (first and coding == "deflate"):
+                        raise UndecodableBody(f"the response's body is corrupt: {exc}") from exc
+                    # Some servers send raw deflate for `deflate` (as httpx allows).
+                    decompressor = zlib.decompressobj(wbits=-zlib.MAX_WBITS)
+                    first = False
+                    continue
+                pending = decompressor.unconsumed_tail
+            first = False
+            if size + len(data) > limit:
+                chunks.append(data[: limit - size])
+                return b"".join(chunks), True
+            chunks.append(data)
+            size += len(data)
     return b"".join(chunks), False

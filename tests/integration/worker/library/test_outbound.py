@@ -3,7 +3,10 @@ resolved and checked itself, so a second DNS answer cannot reach inside."""
 
 from __future__ import annotations
 
+import gzip
 import socket
+import tracemalloc
+import zlib
 from typing import Any
 
 import pytest
@@ -80,3 +83,57 @@ async def test_read_capped_stops_at_the_limit(web: Server) -> None:
         async with http.stream("GET", url) as response:
             body, truncated = await outbound.read_capped(response, 100_000)
         assert (len(body), truncated) == (100_000, False)
+
+
+def _gzip(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=9)
+
+
+async def test_read_capped_decodes_gzip_and_deflate(web: Server) -> None:
+    text = b"line\n" * 1000
+    bodies = {
+        "gzip": _gzip(text),
+        "deflate": zlib.compress(text),
+        "identity": text,
+    }
+    async with outbound.client(_settings("127.0.0.1"), timeout=5) as http:
+        for coding, body in bodies.items():
+            url = web.script(f"/{coding}", Answer(200, body, {"Content-Encoding": coding}))
+            async with http.stream("GET", url) as response:
+                assert await outbound.read_capped(response, 100_000) == (text, False)
+    # The client asks for no other coding.
+    assert web.received[0].headers["accept-encoding"] == "gzip, deflate"
+
+
+async def test_a_compression_bomb_is_never_inflated_past_the_limit(web: Server) -> None:
+    """64 MiB of zeros gzipped twice (about 1 KiB on the wire, `Content-Encoding:
+    gzip, gzip` for httpx to inflate both) is refused as a coding the service
+    does not decode; gzipped once (64 KiB) it is read only up to the limit:
+    the peak of memory allocated stays far under the inflated size."""
+    inflated = 64 * 1024 * 1024
+    once = _gzip(bytes(inflated))
+    url = web.script("/twice", Answer(200, _gzip(once), {"Content-Encoding": "gzip, gzip"}))
+    async with outbound.client(_settings("127.0.0.1"), timeout=5) as http:
+        async with http.stream("GET", url) as response:
+            with pytest.raises(outbound.UndecodableBody, match="not gzip or deflate"):
+                await outbound.read_capped(response, 1000)
+        url = web.script("/once", Answer(200, once, {"Content-Encoding": "gzip"}))
+        async with http.stream("GET", url) as response:
+            tracemalloc.start()
+            try:
+                body, truncated = await outbound.read_capped(response, 1000)
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+    assert (body, truncated) == (bytes(1000), True)
+    assert peak < 4 * 1024 * 1024, peak
+
+
+async def test_a_corrupt_body_is_undecodable(web: Server) -> None:
+    url = web.script("/bad", Answer(200, b"not gzip at all", {"Content-Encoding": "gzip"}))
+    async with (
+        outbound.client(_settings("127.0.0.1"), timeout=5) as http,
+        http.stream("GET", url) as response,
+    ):
+        with pytest.raises(outbound.UndecodableBody, match="corrupt"):
+            await outbound.read_capped(response, 1000)
