@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import gzip
 import socket
+import ssl
 import tracemalloc
 import zlib
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from taskservice.errors import ParamRefused
 from taskservice.settings import Settings
 from taskservice.worker.library import outbound
-from tests.integration.worker.library.conftest import Answer, Server
+from tests.integration.worker.library.conftest import Answer, Server, serving
 
 PUBLIC = "93.184.215.14"
 
@@ -137,3 +140,36 @@ async def test_a_corrupt_body_is_undecodable(web: Server) -> None:
     ):
         with pytest.raises(outbound.UndecodableBody, match="corrupt"):
             await outbound.read_capped(response, 1000)
+
+
+async def test_https_goes_to_the_checked_address_and_verifies_the_urls_name(
+    certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client connects to the address it resolved and checked, while TLS
+    still verifies the certificate against the URL's host name (and sends it
+    as SNI): a name the certificate does not carry fails, on the same server."""
+    cert, key = certificate
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    real = socket.getaddrinfo
+
+    def local(host: str, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in ("tls.example", "other.example"):
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", local)
+    trusting = ssl.create_default_context(cafile=str(cert))
+    settings = _settings("tls.example", "other.example")
+    with serving(tls=server_tls) as web:
+        url = web.script("/ok", Answer(200, b"secure"), host="tls.example")
+        assert url.startswith("https://tls.example:")
+        async with outbound.client(settings, timeout=5, ssl_context=trusting) as http:
+            assert (await http.get(url)).text == "secure"
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await http.get(url.replace("tls.example", "other.example"))
+        # Without the test's CA (the default context), the self-signed one is refused.
+        async with outbound.client(settings, timeout=5) as http:
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await http.get(url)
+    assert [r.path for r in web.received] == ["/ok"]
