@@ -1,7 +1,7 @@
 """Procrastinate's Worker claiming several jobs per statement: as many as it has
 free slots, two claims in flight, a slot freed when the task function returns,
-the next jobs claimed while the current ones run when tasks are short; each job
-run with one log line (its outcome), not two."""
+the next jobs claimed while the current ones run when tasks are short; a job's
+start logged at DEBUG, its success only when asked (log_successes)."""
 
 from __future__ import annotations
 
@@ -202,9 +202,10 @@ class BatchClaimingWorker(Worker):
     async def _process_job(self, context: job_context.JobContext) -> None:
         """Procrastinate's _process_job (same middleware order, retry decision,
         statuses and outcome line), without its per-job costs: the "Starting
-        job" line is DEBUG here (the outcome line says what ran and how long;
-        two INFO lines per job were a seventh of a busy worker's time), and a
-        task's sync-or-async nature is read once per task, not per job."""
+        job" line is DEBUG here and a success's line is written only with
+        log_successes (_log_job_outcome; two INFO lines per job were a seventh
+        of a busy worker's time), and a task's sync-or-async nature is read
+        once per task, not per job."""
         job = context.job
         task = self.app.tasks.get(job.task_name)
         job_result = job_context.JobResult(start_timestamp=context.start_timestamp)
