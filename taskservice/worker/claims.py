@@ -105,8 +105,11 @@ class BatchClaimingWorker(Worker):
         Celery's prefetch and Graphile Worker's local queue do. A job claimed
         ahead waits about one short run; while a long one runs nothing is
         claimed ahead, so jobs do not wait behind it on a worker that cannot
-        start them while another could."""
-        ahead = self.concurrency if self._tasks_are_short() else 0
+        start them while another could. Only one claim runs ahead at a time:
+        claims that overlap take their jobs in an order of their own (which
+        statement locks a row first), so two in flight ahead of the slots could
+        start a later job before an earlier one even at concurrency 1."""
+        ahead = self.concurrency if self._claiming == 0 and self._tasks_are_short() else 0
         running = len(self._running_jobs) - len(self._ending) + self._claiming
         held = len(self._running_jobs) + self._claiming
         return min(self.concurrency + ahead - running, 2 * self.concurrency + ahead - held)

@@ -159,3 +159,32 @@ async def test_with_short_tasks_the_worker_claims_ahead_and_still_runs_its_concu
     assert await db.fetchval(f"SELECT count(*) FROM {EXECUTIONS_TABLE}") == len(ids)
     assert await db.fetchval(MOST_RUNNING) <= settings.concurrency
     assert await db.fetchval(MOST_HELD) > settings.concurrency
+
+
+async def test_at_concurrency_one_short_tasks_are_claimed_and_run_in_order(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    registry: TaskRegistry,
+    db: asyncpg.Connection,
+    executions: None,
+) -> None:
+    """150 short runs queued, a worker of concurrency 1 claiming ahead: claimed
+    (Procrastinate's `started` event) and run (the runs' own start) in the
+    order they were queued, one claim ahead at a time."""
+    response = await client.post(
+        "/tasks/batch",
+        json={"tasks": [{"type": "recorded", "params": {"seconds": 0}} for _ in range(150)]},
+    )
+    assert response.status_code == 201, response.text
+    ids = response.json()["ids"]
+    one_at_a_time = settings.model_copy(update={"concurrency": 1})
+    async with running_worker(one_at_a_time, registry):
+        for task_id in ids:
+            await wait_for_status(client, task_id, "completed", within=30)
+    claimed = await db.fetch(
+        "SELECT job_id FROM procrastinate_events WHERE type = 'started' ORDER BY at, id"
+    )
+    ran = await db.fetch(f"SELECT job_id FROM {EXECUTIONS_TABLE} ORDER BY started_at")
+    assert [row["job_id"] for row in claimed if row["job_id"] in ids] == ids
+    assert [row["job_id"] for row in ran] == ids
+    assert await db.fetchval(MOST_HELD) == 2  # it did claim ahead
